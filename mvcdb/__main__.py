@@ -1,0 +1,5 @@
+"""`python -m mvcdb` runs the command line."""
+
+from mvcdb.cli import main
+
+main()

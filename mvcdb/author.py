@@ -1,0 +1,33 @@
+"""Who is recording: $MVCDB_AUTHOR, else git's user.name, else the OS user."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import os
+import subprocess
+
+
+@functools.lru_cache(maxsize=1)
+def _git_user_name() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "config", "user.name"], capture_output=True, text=True, timeout=2
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def current_author() -> str:
+    """The author name stamped on versions and tag moves."""
+    env = os.environ.get("MVCDB_AUTHOR", "").strip()
+    if env:
+        return env
+    git = _git_user_name()
+    if git:
+        return git
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"

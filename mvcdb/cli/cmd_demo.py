@@ -1,0 +1,20 @@
+"""`mvcdb demo`: run the linear-regression walk-through (mvcdb/demo.py) against --db."""
+
+from __future__ import annotations
+
+import click
+
+from .context import db_path
+
+
+@click.command("demo")
+@click.pass_context
+def command(ctx: click.Context) -> None:
+    """Record the linear-regression walk-through (y = m·x + b by gradient descent).
+
+    Fits m and b twice with different learning rates, logging m, b and the loss at every
+    iteration; compares the versions, tags the better one production, rolls back, restores.
+    """
+    from mvcdb.demo import main
+
+    main(str(db_path(ctx)))

@@ -1,0 +1,598 @@
+"""The Database: one mvcdb file, and every operation the API offers on it.
+
+Scripts, the CLI and the TUI all go through this class, so they never disagree. Heavier query
+features (diff, lineage, SQL) live in their own modules and are reached through thin methods here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+from . import recording, schema
+from .author import current_author
+from .blobstore import BlobStore
+from .connection import (
+    connect,
+    connect_immutable,
+    default_path,
+    sniff,
+    tune,
+    write_transaction,
+)
+from .errors import MvcdbError, NotAnMvcdbFileError, ReadOnlyError, RefError
+from .models import TagMove, TensorInfo, Version, load_versions, tensor_infos
+from .refs import check_model_name, check_tag_name, resolve_vid
+from .run import Run
+from .tensors import from_storage, normalize_params
+from .timeutil import now_text, parse_text, to_text
+from .trajectory import STEP, aligned, from_mapping
+
+if TYPE_CHECKING:
+    from .compare import Comparison
+    from .diff import Diff
+    from .lineage import LineageTree
+    from .maintenance import GcReport, Stats, VerifyReport
+    from .merge import MergeReport
+
+#: progress(done, total, what): called by long operations (verify, gc, merge, export).
+ProgressCallback = Callable[[int, int, str], None]
+
+#: What may name a parent: a ref string or a Version.
+ParentRef = Union[str, Version]
+
+
+def resolve_model_args(
+    model_name: str | None, model: Any, params: Mapping[str, Any] | None
+) -> tuple[str, Mapping[str, Any] | None]:
+    """Sort out record(name, ...), record(model="name", ...) and record(name, model=obj, ...)."""
+    if isinstance(model, str):
+        if model_name is not None and model_name != model:
+            raise MvcdbError("the model name is given twice, differently")
+        return model, params
+    if model_name is None:
+        raise MvcdbError("record() needs the model's name, e.g. record('linreg', params=...)")
+    if model is None:
+        return model_name, params
+    if params is not None:
+        raise MvcdbError("pass either params= or model=<framework object>, not both")
+    from .frameworks import params_from_object
+
+    return model_name, params_from_object(model)
+
+
+class Database:
+    """An open mvcdb file. Use as a context manager, or call close() to checkpoint and release it."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        readonly: bool = False,
+        chunk_size: int | None = None,
+    ) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        kind = sniff(self.path)
+        if kind == "missing" and readonly:
+            raise MvcdbError(f"{self.path} does not exist")
+        if not readonly and kind != "missing" and not os.access(self.path, os.W_OK):
+            readonly = True
+        if not readonly and kind == "missing" and not os.access(self.path.parent.resolve(), os.W_OK):
+            raise MvcdbError(f"cannot create {self.path}: the directory is not writable")
+        self.readonly = readonly
+        self.conn = self._open_connection(readonly)
+        try:
+            state = schema.classify(self.conn)
+            if state == "new":
+                if readonly:
+                    raise NotAnMvcdbFileError(f"{self.path} is an empty database, not an mvcdb file")
+                schema.initialize(self.conn)
+            else:
+                schema.check_version(self.conn)
+                if not readonly:
+                    tune(self.conn, readonly=False)
+                    schema.migrate(self.conn)
+            if state == "new":
+                tune(self.conn, readonly=False)
+            meta = schema.read_meta(self.conn)
+        except NotAnMvcdbFileError as exc:
+            self.conn.close()
+            raise NotAnMvcdbFileError(f"{self.path}: {exc}") from None
+        except BaseException:
+            self.conn.close()
+            raise
+        self.chunk_size = int(chunk_size or meta.get("chunk_size", schema.DEFAULT_CHUNK_SIZE))
+        if self.chunk_size < 4096 or self.chunk_size > 512 * 1024 * 1024:
+            self.conn.close()
+            raise MvcdbError("chunk_size must be between 4 KiB and 512 MiB")
+        self.store = BlobStore(self.conn, self.chunk_size)
+        self._closed = False
+
+    def _open_connection(self, readonly: bool) -> sqlite3.Connection:
+        conn = connect(self.path, readonly=readonly)
+        if readonly:
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                conn.close()
+                conn = connect_immutable(self.path)  # read-only media: no -shm can be created
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise NotAnMvcdbFileError(f"{self.path}: not a readable SQLite database ({exc})") from None
+            tune(conn, readonly=True)
+        return conn
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the main file (so the .db can be copied alone) and close."""
+        if self._closed:
+            return
+        self._closed = True
+        self.store.close()
+        if not self.readonly:
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass  # another process holds it open; the last one to close checkpoints
+        self.conn.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<mvcdb.Database {str(self.path)!r}{' read-only' if self.readonly else ''}>"
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise MvcdbError("the database is closed")
+        if self.readonly:
+            raise ReadOnlyError(f"{self.path} is open read-only; it cannot be written")
+
+    # -- refs ----------------------------------------------------------------------------------
+
+    def resolve(self, ref: ParentRef) -> str:
+        """The full id of the version a ref names (raises RefError)."""
+        return self._id_of(self._vid(ref))
+
+    def _vid(self, ref: ParentRef) -> int:
+        if isinstance(ref, Version):
+            ref = ref.id
+        return resolve_vid(self.conn, ref)
+
+    def _id_of(self, vid: int) -> str:
+        return str(self.conn.execute("SELECT id FROM versions WHERE vid = ?", (vid,)).fetchone()[0])
+
+    # -- recording -----------------------------------------------------------------------------
+
+    def record(
+        self,
+        model_name: str | None = None,
+        /,
+        params: Mapping[str, Any] | None = None,
+        *,
+        model: Any = None,
+        metrics: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        trajectory: Mapping[str, Any] | None = None,
+        parent: ParentRef | None = None,
+        parents: Iterable[ParentRef] | None = None,
+        message: str = "",
+        tags: Iterable[str] = (),
+    ) -> Version:
+        """Record a new immutable version of `model` and return it.
+
+        Args:
+            model_name: the model's name, e.g. "linreg" (may also be given as model="linreg").
+            params: named arrays or numbers; nested dicts flatten to dotted names.
+            model: the model's name as a string, or a framework object (PyTorch module or
+                state_dict, Keras model, fitted scikit-learn estimator) whose parameters to record.
+            metrics: name -> real number (NaN and inf allowed).
+            metadata: any JSON-serializable dict (training set, validation set, hyper-parameters).
+            trajectory: {"step": ints, name: array with a leading step axis, ...}.
+            parent / parents: the version(s) this one descends from (refs or Versions).
+            message: a free-text description.
+            tags: tag names to point at the new version.
+
+        Raises:
+            MvcdbError: on invalid input (nothing is written); RefError for unknown parents.
+        """
+        name, params = resolve_model_args(model_name, model, params)
+        traj = from_mapping(trajectory) if trajectory is not None else None
+        return self._record(
+            name, params, metrics=metrics, metadata=metadata, trajectory=traj,
+            trajectory_steps={}, parent=parent, parents=parents, message=message, tags=tags,
+        )
+
+    def _record(
+        self,
+        model: str,
+        params: Mapping[str, Any] | None,
+        *,
+        metrics: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        trajectory: Mapping[str, np.ndarray] | None,
+        trajectory_steps: Mapping[str, np.ndarray],
+        parent: ParentRef | None,
+        parents: Iterable[ParentRef] | None,
+        message: str,
+        tags: Iterable[str],
+    ) -> Version:
+        self._check_writable()
+        check_model_name(model)
+        if not isinstance(message, str):
+            raise MvcdbError(f"message must be a string, got {type(message).__name__}")
+        tag_names = [check_tag_name(t) for t in ([tags] if isinstance(tags, str) else tags)]
+        arrays = normalize_params(params)
+        metric_values = recording.normalize_metrics(metrics)
+        meta_text = recording.metadata_json(metadata)
+        if parent is not None and parents is not None:
+            raise MvcdbError("pass either parent= or parents=, not both")
+        parent_refs = [parent] if parent is not None else list(parents or [])
+        parent_vids = [self._vid(p) for p in parent_refs]
+        if len(set(parent_vids)) != len(parent_vids):
+            raise MvcdbError("the same parent is named twice")
+        parent_ids = [self._id_of(v) for v in parent_vids]
+
+        base = parent_vids[0] if parent_vids else None
+        stored = recording.store_tensors(self.store, "param", arrays, base=base)
+        if trajectory:
+            stored.update(recording.store_tensors(self.store, "traj", trajectory, base=base))
+            stored.update(recording.store_tensors(self.store, "traj_steps", trajectory_steps, base=base))
+        author = current_author()
+        created_at = now_text()
+        manifest = recording.build_manifest(
+            model=model, parents=parent_ids, message=message, author=author,
+            created_at=created_at, metadata=meta_text, metrics=metric_values, tensors=stored,
+        )
+        vid_hex = recording.version_id(manifest)
+        with write_transaction(self.conn):
+            missing = self._missing_chunks(stored.values())
+            if missing:  # a concurrent `gc` removed chunks between our writes: store them again
+                raise MvcdbError("chunks vanished during the write (a concurrent gc?); record again")
+            vid = recording.insert_version(
+                self.conn, vid_of_parents=parent_vids, version_id_=vid_hex, manifest=manifest,
+                model=model, message=message, author=author, created_at=created_at,
+                metadata=meta_text, metrics=metric_values, tensors=stored,
+            )
+            for name in tag_names:
+                self._set_tag(name, vid, vid_hex, author, created_at)
+        return self.get(vid_hex)
+
+    def _missing_chunks(self, tensors: Iterable[Any]) -> int:
+        cids = sorted({c for t in tensors for c in t.cids})
+        if not cids:
+            return 0
+        found = self.conn.execute(
+            "SELECT count(*) FROM chunks WHERE cid IN (SELECT value FROM json_each(?))",
+            (json.dumps(cids),),
+        ).fetchone()[0]
+        return len(cids) - int(found)
+
+    def run(
+        self,
+        model: str,
+        *,
+        parent: ParentRef | None = None,
+        parents: Iterable[ParentRef] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        message: str = "",
+        tags: Iterable[str] = (),
+    ) -> Run:
+        """Start a training run: `with db.run("linreg", parent=v) as run: run.log(step, loss=l)`."""
+        self._check_writable()
+        check_model_name(model)
+        recording.metadata_json(metadata)  # fail now, not after hours of training
+        if parent is not None:
+            self._vid(parent)
+        for p in parents or []:
+            self._vid(p)
+        return Run(self, model, parent=parent, parents=parents, metadata=metadata,
+                   message=message, tags=tags)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, ref: ParentRef) -> Version:
+        """The Version a ref names."""
+        return load_versions(self.conn, [self._vid(ref)])[0]
+
+    def tensors(self, ref: ParentRef, kind: str = "param") -> list[TensorInfo]:
+        """Name, dtype, shape, size and content digest of each stored tensor (no bytes read)."""
+        vid = self._vid(ref)
+        return tensor_infos(
+            self.conn.execute(
+                "SELECT kind, name, dtype, shape, nbytes, digest FROM tensors"
+                " WHERE vid = ? AND kind = ? ORDER BY name",
+                (vid, kind),
+            )
+        )
+
+    def _read_tensor(self, vid: int, kind: str, name: str, dtype: str, shape: str, nbytes: int) -> np.ndarray:
+        cids = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT cid FROM tensor_chunks WHERE vid = ? AND kind = ? AND name = ? ORDER BY seq",
+                (vid, kind, name),
+            )
+        ]
+        flat = np.empty(nbytes, dtype=np.uint8)
+        self.store.read_into(cids, flat)
+        return from_storage(flat, dtype, tuple(json.loads(shape)))
+
+    def _read_kind(self, vid: int, kind: str, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        rows = self.conn.execute(
+            "SELECT name, dtype, shape, nbytes FROM tensors WHERE vid = ? AND kind = ? ORDER BY name",
+            (vid, kind),
+        ).fetchall()
+        if names is not None:
+            known = {r[0] for r in rows}
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise MvcdbError(f"no {'parameter' if kind == 'param' else 'series'} named {unknown[0]!r}")
+            rows = [r for r in rows if r[0] in set(names)]
+        return {name: self._read_tensor(vid, kind, name, dtype, shape, nbytes)
+                for name, dtype, shape, nbytes in rows}
+
+    def restore(
+        self, ref: ParentRef, names: Sequence[str] | None = None, *, into: Any = None
+    ) -> dict[str, np.ndarray]:
+        """The parameters of a version, bit-identical to what was recorded (dtype, shape, bytes).
+
+        Every chunk is re-hashed on the way out: damage raises IntegrityError, never wrong numbers.
+        With into=<framework object> the parameters are also loaded into it (shapes and dtypes
+        checked first; the first mismatch is named in the error).
+        """
+        params = self._read_kind(self._vid(ref), "param", names)
+        if into is not None:
+            from .frameworks import load_into
+
+            load_into(into, params)
+        return params
+
+    def trajectory(self, ref: ParentRef) -> dict[str, np.ndarray]:
+        """The per-iteration series of a version: {"step": ..., name: values aligned with step}.
+
+        A series logged at only some steps is spread onto the step axis with NaN where missing;
+        series(ref, name) gives its own steps and values exactly.
+        """
+        vid = self._vid(ref)
+        series = self._read_kind(vid, "traj")
+        if not series:
+            return {}
+        own = self._read_kind(vid, "traj_steps")
+        steps = series[STEP]
+        return {STEP: steps, **{n: aligned(steps, v, own.get(n)) for n, v in series.items() if n != STEP}}
+
+    def series(self, ref: ParentRef, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of one logged series, exactly as logged."""
+        vid = self._vid(ref)
+        values = self._read_kind(vid, "traj", [name])[name]
+        own = self._read_kind(vid, "traj_steps")
+        steps = own[name] if name in own else self._read_kind(vid, "traj", [STEP])[STEP]
+        return steps, values
+
+    def models(self) -> list[str]:
+        """Every model name in the file, sorted."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT model FROM versions ORDER BY model")]
+
+    def versions(
+        self,
+        model: str | None = None,
+        *,
+        tag: str | None = None,
+        author: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        where: str | Sequence[str] | None = None,
+        order_by: str | None = None,
+        limit: int | None = None,
+    ) -> list[Version]:
+        """Versions matching every filter given, newest first unless order_by says otherwise.
+
+        Args:
+            model / tag / author: exact matches.
+            since / until: datetimes or ISO-8601 strings (UTC if naive).
+            where: conditions like "metrics.val_loss < 0.2" or "metadata.train_set = 'a.csv'".
+            order_by: "created_at", "metrics.NAME", "metadata.PATH", "model"; prefix '-' for
+                descending (metrics sort ascending by default: best loss first).
+            limit: at most this many.
+        """
+        from .filters import select_vids
+
+        vids = select_vids(
+            self.conn, model=model, tag=tag, author=author,
+            since=to_text(since) if since is not None else None,
+            until=to_text(until) if until is not None else None,
+            where=where, order_by=order_by, limit=limit,
+        )
+        return load_versions(self.conn, vids)
+
+    def children(self, ref: ParentRef) -> list[str]:
+        """Ids of the versions that name this one as a parent, oldest first."""
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT v.id FROM lineage l JOIN versions v ON v.vid = l.child"
+                " WHERE l.parent = ? ORDER BY v.created_at, v.vid",
+                (self._vid(ref),),
+            )
+        ]
+
+    # -- tags ----------------------------------------------------------------------------------
+
+    def tag(self, ref: ParentRef, name: str) -> Version:
+        """Point tag `name` at a version (creating or moving it); the move is kept in history."""
+        self._check_writable()
+        check_tag_name(name)
+        vid = self._vid(ref)
+        vid_hex = self._id_of(vid)
+        with write_transaction(self.conn):
+            self._set_tag(name, vid, vid_hex, current_author(), now_text())
+        return self.get(vid_hex)
+
+    def _set_tag(self, name: str, vid: int, vid_hex: str, author: str, at: str) -> None:
+        row = self.conn.execute(
+            "SELECT t.vid, v.id FROM tags t JOIN versions v ON v.vid = t.vid WHERE t.name = ?", (name,)
+        ).fetchone()
+        if row is not None and row[0] == vid:
+            return
+        self.conn.execute(
+            "INSERT INTO tags (name, vid) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET vid = excluded.vid",
+            (name, vid),
+        )
+        self._log_tag(name, row[1] if row else None, vid_hex, author, at)
+
+    def _log_tag(self, name: str, from_id: str | None, to_id: str | None, author: str, at: str) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO tag_history (name, from_id, to_id, author, at) VALUES (?, ?, ?, ?, ?)",
+            (name, from_id, to_id, author, at),
+        )
+
+    def untag(self, name: str) -> None:
+        """Delete a tag (its history stays)."""
+        self._check_writable()
+        with write_transaction(self.conn):
+            row = self.conn.execute(
+                "SELECT v.id FROM tags t JOIN versions v ON v.vid = t.vid WHERE t.name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                raise RefError(f"no tag named {name!r}")
+            self.conn.execute("DELETE FROM tags WHERE name = ?", (name,))
+            self._log_tag(name, row[0], None, current_author(), now_text())
+
+    def tags(self) -> dict[str, str]:
+        """Every tag and the full id it points at."""
+        return dict(
+            self.conn.execute(
+                "SELECT t.name, v.id FROM tags t JOIN versions v ON v.vid = t.vid ORDER BY t.name"
+            ).fetchall()
+        )
+
+    def tag_history(self, name: str | None = None) -> list[TagMove]:
+        """Every move of a tag (or of all tags), oldest first."""
+        query = "SELECT name, from_id, to_id, author, at FROM tag_history"
+        params: tuple[str, ...] = ()
+        if name is not None:
+            query += " WHERE name = ?"
+            params = (name,)
+        return [
+            TagMove(name=r[0], from_id=r[1], to_id=r[2], author=r[3], at=parse_text(r[4]))
+            for r in self.conn.execute(query + " ORDER BY at, seq", params)
+        ]
+
+    # -- queries (mvcdb/diff.py, mvcdb/lineage.py, mvcdb/compare.py, mvcdb/sqlquery.py) ---------
+
+    def diff(self, a: ParentRef, b: ParentRef) -> Diff:
+        """What changed from version a to version b: metadata, metrics, parameters, trajectory."""
+        from .diff import diff_versions
+
+        return diff_versions(self, a, b)
+
+    def ancestors(self, ref: ParentRef, *, limit: int | None = None) -> list[Version]:
+        """Every version ref descends from, nearest first (all parents, not just first parents)."""
+        from .lineage import ancestors
+
+        return ancestors(self, ref, limit=limit)
+
+    def descendants(self, ref: ParentRef, *, limit: int | None = None) -> list[Version]:
+        """Every version that descends from ref, nearest first."""
+        from .lineage import descendants
+
+        return descendants(self, ref, limit=limit)
+
+    def lineage(
+        self, ref: ParentRef | None = None, *, model: str | None = None, depth: int | None = None
+    ) -> LineageTree:
+        """The DAG around ref (ancestors and descendants), or a whole model's forest; str() draws it."""
+        from .lineage import lineage
+
+        return lineage(self, ref, model=model, depth=depth)
+
+    def merge_base(self, a: ParentRef, b: ParentRef) -> Version | None:
+        """The nearest common ancestor of a and b (None if their histories never meet)."""
+        from .lineage import merge_base
+
+        return merge_base(self, a, b)
+
+    def compare(
+        self,
+        refs: Iterable[ParentRef],
+        metrics: Sequence[str] | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> Comparison:
+        """A leaderboard: one row a version, one column a metric or metadata field."""
+        from .compare import compare
+
+        return compare(self, refs, metrics=metrics, fields=fields)
+
+    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
+        """Run a read-only SQL query (views and mvcdb's SQL functions available); rows as dicts."""
+        from .sqlquery import run_sql
+
+        return run_sql(self, query, params)
+
+    # -- upkeep and sharing (mvcdb/maintenance.py, mvcdb/merge.py) --------------------------------
+
+    def stats(self) -> Stats:
+        """Counts, file size, and logical vs stored bytes (the dedup and compression ratio)."""
+        from .maintenance import stats
+
+        return stats(self)
+
+    def verify(self, progress: ProgressCallback | None = None) -> VerifyReport:
+        """Check everything: SQLite integrity, every chunk re-hashed, manifests, lineage, ids."""
+        from .maintenance import verify
+
+        return verify(self, progress=progress)
+
+    def gc(self, progress: ProgressCallback | None = None) -> GcReport:
+        """Delete chunks no version references, then compact the file."""
+        from .maintenance import gc
+
+        return gc(self, progress=progress)
+
+    def rm(self, ref: ParentRef, *, force: bool = False) -> str:
+        """Delete a version that has no children (force: even with children); return its id."""
+        from .maintenance import rm
+
+        return rm(self, ref, force=force)
+
+    def merge(
+        self,
+        other: str | os.PathLike[str],
+        *,
+        theirs: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> MergeReport:
+        """Copy every version, chunk, tag and tag move of another mvcdb file that this one lacks."""
+        from .merge import merge
+
+        return merge(self, other, theirs=theirs, progress=progress)
+
+    def export(
+        self,
+        refs: Iterable[ParentRef],
+        path: str | os.PathLike[str],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> MergeReport:
+        """Write a small self-contained .db with the chosen versions and all their ancestors."""
+        from .merge import export
+
+        return export(self, refs, path, progress=progress)

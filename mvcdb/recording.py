@@ -1,0 +1,166 @@
+"""Turning a record() call into stored rows: validate, store tensors, hash the manifest, commit.
+
+The bytes go in first (chunk transactions of their own: content-addressed and harmless if a writer
+dies), then every row of the version in one short transaction, so the version appears atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import numbers
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import serial
+from .blobstore import BlobStore, StoredTensor
+from .errors import MvcdbError
+from .tensors import check_name, to_storage
+
+MANIFEST_FORMAT = "mvcdb.version/1"
+
+
+def normalize_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    """Metrics are name -> real number. NaN and ±inf are allowed; strings and bools are refused."""
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise MvcdbError(f"metrics must be a dict of numbers, got {type(metrics).__name__}")
+    out: dict[str, float] = {}
+    for name, value in metrics.items():
+        check_name(name, "metric name")
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            value = value.item()
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise MvcdbError(f"metric {name!r} must be a real number, got {type(value).__name__}")
+        out[name] = float(value)
+    return dict(sorted(out.items()))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray) and obj.size <= 10_000:
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serializable")
+
+
+def metadata_json(metadata: Mapping[str, Any] | None) -> str:
+    """Canonical JSON text of a metadata mapping (sorted keys), refusing what JSON cannot hold."""
+    if metadata is None:
+        return "{}"
+    if not isinstance(metadata, Mapping):
+        raise MvcdbError(f"metadata must be a dict, got {type(metadata).__name__}")
+    try:
+        return json.dumps(
+            metadata, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_json_default
+        )
+    except (TypeError, ValueError) as exc:
+        raise MvcdbError(f"metadata is not JSON-serializable: {exc}") from None
+    except RecursionError:
+        raise MvcdbError("metadata is nested too deeply (or refers to itself)") from None
+
+
+def store_tensors(
+    store: BlobStore, kind: str, arrays: Mapping[str, np.ndarray], *, base: int | None = None
+) -> dict[tuple[str, str], StoredTensor]:
+    """Store each array's bytes; key the results by (kind, name).
+
+    base is the local vid of the first parent: its tensor of the same kind and name is the
+    candidate for delta encoding (see blobstore / chunkcodec).
+    """
+    return {
+        (kind, name): store.put(to_storage(arr), arr.dtype.str) for name, arr in arrays.items()
+    }
+
+
+def build_manifest(
+    *,
+    model: str,
+    parents: Sequence[str],
+    message: str,
+    author: str,
+    created_at: str,
+    metadata: str,
+    metrics: Mapping[str, float],
+    tensors: Mapping[tuple[str, str], StoredTensor],
+) -> bytes:
+    """The canonical msgpack document of a version; its SHA-256 is the version id."""
+    return serial.pack(
+        {
+            "format": MANIFEST_FORMAT,
+            "model": model,
+            "parents": list(parents),
+            "message": message,
+            "author": author,
+            "created_at": created_at,
+            "metadata": metadata,
+            "metrics": [[k, v] for k, v in sorted(metrics.items())],
+            "tensors": [
+                [kind, name, t.dtype, list(t.shape), t.nbytes, list(t.hashes)]
+                for (kind, name), t in sorted(tensors.items())
+            ],
+        }
+    )
+
+
+def version_id(manifest: bytes) -> str:
+    return hashlib.sha256(manifest).hexdigest()
+
+
+def insert_version(
+    conn: sqlite3.Connection,
+    *,
+    vid_of_parents: Sequence[int],
+    version_id_: str,
+    manifest: bytes,
+    model: str,
+    message: str,
+    author: str,
+    created_at: str,
+    metadata: str,
+    metrics: Mapping[str, float],
+    tensors: Mapping[tuple[str, str], StoredTensor],
+) -> int:
+    """Insert every row of one version (call inside a write transaction); return its vid."""
+    existing = conn.execute("SELECT vid FROM versions WHERE id = ?", (version_id_,)).fetchone()
+    if existing is not None:
+        return int(existing[0])
+    params_bytes = sum(t.nbytes for (kind, _), t in tensors.items() if kind == "param")
+    cur = conn.execute(
+        "INSERT INTO versions (id, model, message, author, created_at, metadata, params_bytes,"
+        " manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (version_id_, model, message, author, created_at, metadata, params_bytes, manifest),
+    )
+    vid = int(cur.lastrowid or 0)
+    conn.executemany(
+        "INSERT INTO lineage (child, parent, position) VALUES (?, ?, ?)",
+        [(vid, p, i) for i, p in enumerate(vid_of_parents)],
+    )
+    conn.executemany(
+        "INSERT INTO metrics (vid, name, value) VALUES (?, ?, ?)",
+        [(vid, k, None if math.isnan(v) else v) for k, v in metrics.items()],
+    )
+    conn.executemany(
+        "INSERT INTO tensors (vid, kind, name, dtype, shape, nbytes, digest)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (vid, kind, name, t.dtype, json.dumps(list(t.shape)), t.nbytes, t.digest)
+            for (kind, name), t in tensors.items()
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO tensor_chunks (vid, kind, name, seq, cid) VALUES (?, ?, ?, ?, ?)",
+        [
+            (vid, kind, name, seq, cid)
+            for (kind, name), t in tensors.items()
+            for seq, cid in enumerate(t.cids)
+        ],
+    )
+    return vid

@@ -1,0 +1,108 @@
+"""The one ref resolver shared by the API, CLI and TUI.
+
+A ref is a base optionally followed by ancestry suffixes:
+  base   full id (64 hex) | unique hex prefix (>= 4) | tag name | MODEL@latest
+  suffix ~N (N-th first parent), ~ (= ~1), ^ (= ~1); suffixes chain: prod~2^
+Tag names win over hex prefixes; tags that look like hex ids are refused when created.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+from .errors import MvcdbError, RefError
+
+MIN_PREFIX = 4
+MAX_CANDIDATES = 10
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/+:]{0,199}$")
+HEX_RE = re.compile(r"^[0-9a-f]{4,64}$")
+_SUFFIX_RE = re.compile(r"(~\d*|\^)+$")
+_STEP_RE = re.compile(r"~(\d*)|\^")
+
+
+def check_model_name(name: object) -> str:
+    """Model names: letters, digits and _ . - / + : (no spaces, no ~ ^ @), at most 200 chars."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise MvcdbError(
+            f"invalid model name {name!r}: use letters, digits and _ . - / + : (no spaces, ~, ^ or @)"
+        )
+    return name
+
+
+def check_tag_name(name: object) -> str:
+    """Tag names follow model-name rules and must not look like a hex id prefix."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise MvcdbError(
+            f"invalid tag name {name!r}: use letters, digits and _ . - / + : (no spaces, ~, ^ or @)"
+        )
+    if HEX_RE.match(name):
+        raise MvcdbError(f"invalid tag name {name!r}: it would be mistaken for a version id prefix")
+    return name
+
+
+def split_ref(ref: str) -> tuple[str, int]:
+    """Split 'base~2^' into ('base', 3)."""
+    match = _SUFFIX_RE.search(ref)
+    if not match or match.start() == 0:
+        return ref, 0
+    steps = 0
+    for m in _STEP_RE.finditer(match.group(0)):
+        steps += int(m.group(1)) if m.group(1) else 1
+    return ref[: match.start()], steps
+
+
+def resolve_vid(conn: sqlite3.Connection, ref: object) -> int:
+    """Resolve a ref to the local vid of one version, or raise RefError saying why not."""
+    if not isinstance(ref, str):
+        raise RefError(f"a ref must be a string (id, prefix, tag or MODEL@latest), got {type(ref).__name__}")
+    text = ref.strip()
+    if not text or len(text) > 300 or any(ord(c) < 32 for c in text):
+        raise RefError(f"invalid ref {ref!r}")
+    base, steps = split_ref(text)
+    vid = _resolve_base(conn, base, ref)
+    for i in range(steps):
+        row = conn.execute(
+            "SELECT parent FROM lineage WHERE child = ? AND position = 0", (vid,)
+        ).fetchone()
+        if row is None:
+            raise RefError(f"{ref!r}: {base}~{i} has no parent (the history is only {i} deep)")
+        vid = row[0]
+    return int(vid)
+
+
+def _resolve_base(conn: sqlite3.Connection, base: str, ref: str) -> int:
+    if "@" in base:
+        model, _, selector = base.rpartition("@")
+        if selector != "latest":
+            raise RefError(f"unknown selector {selector!r} in {ref!r} (only MODEL@latest is known)")
+        row = conn.execute(
+            "SELECT vid FROM versions WHERE model = ? ORDER BY created_at DESC, vid DESC LIMIT 1",
+            (model,),
+        ).fetchone()
+        if row is None:
+            raise RefError(f"no versions of model {model!r}")
+        return int(row[0])
+    row = conn.execute("SELECT vid FROM tags WHERE name = ?", (base,)).fetchone()
+    if row is not None:
+        return int(row[0])
+    lowered = base.lower()
+    if HEX_RE.match(lowered):
+        if len(lowered) == 64:
+            row = conn.execute("SELECT vid FROM versions WHERE id = ?", (lowered,)).fetchone()
+            if row is None:
+                raise RefError(f"no version with id {lowered}")
+            return int(row[0])
+        if len(lowered) >= MIN_PREFIX:
+            rows = conn.execute(
+                "SELECT vid, id, model, created_at FROM versions WHERE id >= ? AND id < ?"
+                " ORDER BY id LIMIT ?",
+                (lowered, lowered + "g", MAX_CANDIDATES + 1),
+            ).fetchall()
+            if len(rows) == 1:
+                return int(rows[0][0])
+            if len(rows) > 1:
+                shown = ", ".join(f"{r[1][:12]} ({r[2]}, {r[3][:19]})" for r in rows[:MAX_CANDIDATES])
+                more = " and more" if len(rows) > MAX_CANDIDATES else ""
+                raise RefError(f"ambiguous ref {base!r}: candidates {shown}{more}")
+    raise RefError(f"unknown ref {ref!r}: not a tag, a version id (prefix of >= 4 hex), or MODEL@latest")

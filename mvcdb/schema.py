@@ -1,0 +1,123 @@
+"""Creating, recognising and migrating the schema of an mvcdb file.
+
+`schema.sql` (shipped inside the package) is the baseline, schema version 1; every later change is a
+named forward migration in MIGRATIONS, applied in its own transaction, bumping PRAGMA user_version.
+A file with a newer user_version than this code knows is refused with an upgrade hint.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from importlib import resources
+
+import sqlite_utils
+
+from . import __version__
+from .connection import APPLICATION_ID, PAGE_SIZE, write_transaction
+from .errors import NotAnMvcdbFileError, SchemaVersionError
+from .timeutil import now_text
+
+BASELINE_VERSION = 1
+DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
+
+#: Forward migrations: (version it produces, name, step). Never edit one that has shipped.
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[tuple[int, str, Migration]] = []
+
+SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else BASELINE_VERSION
+
+
+def schema_sql() -> str:
+    """The text of schema.sql as shipped in the installed package."""
+    return resources.files("mvcdb").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+def _table_names(conn: sqlite3.Connection) -> list[str]:
+    return sqlite_utils.Database(conn).table_names()
+
+
+def classify(conn: sqlite3.Connection) -> str:
+    """'new' for an empty database, 'mvcdb' for ours; raise NotAnMvcdbFileError otherwise."""
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = _table_names(conn)
+    except sqlite3.DatabaseError as exc:
+        raise NotAnMvcdbFileError(f"not a readable SQLite database ({exc})") from None
+    if app_id == APPLICATION_ID and "versions" in tables and "meta" in tables:
+        return "mvcdb"
+    if app_id == 0 and not tables:
+        return "new"
+    raise NotAnMvcdbFileError("a SQLite database of another application, not an mvcdb database")
+
+
+def initialize(conn: sqlite3.Connection) -> None:
+    """Create the schema in an empty database (page size first: it cannot change later in WAL)."""
+    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+    with write_transaction(conn):
+        if _table_names(conn):  # another process initialised it while we waited for the lock
+            return
+        for statement in _statements(schema_sql()):
+            conn.execute(statement)
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [
+                ("format", "mvcdb"),
+                ("created_at", now_text()),
+                ("created_by", f"mvcdb {__version__}"),
+                ("chunk_size", str(DEFAULT_CHUNK_SIZE)),
+            ],
+        )
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {BASELINE_VERSION}")
+    migrate(conn)
+
+
+def _statements(script: str) -> list[str]:
+    """Split schema.sql into complete statements (executescript would commit our transaction)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        if not current and line.strip().startswith("--"):
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def check_version(conn: sqlite3.Connection) -> int:
+    """Refuse files from a newer mvcdb; return the file's schema version."""
+    version = user_version(conn)
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"this file uses mvcdb schema version {version}, but this mvcdb ({__version__}) "
+            f"knows up to {SCHEMA_VERSION}; upgrade mvcdb (pip install -U mvcdb) to open it"
+        )
+    return version
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply every pending forward migration, each in its own transaction; return their names."""
+    applied = []
+    for target, name, step in MIGRATIONS:
+        if user_version(conn) >= target:
+            continue
+        with write_transaction(conn):
+            if user_version(conn) >= target:  # a concurrent opener migrated first
+                continue
+            step(sqlite_utils.Database(conn))
+            conn.execute(f"PRAGMA user_version = {target}")
+        applied.append(name)
+    return applied
+
+
+def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT key, value FROM meta").fetchall())

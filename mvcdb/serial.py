@@ -1,0 +1,55 @@
+"""msgpack in one place: canonical packing (for hashing) and strict, bounded unpacking.
+
+Everything mvcdb serializes (version manifests, bundle headers) goes through here. Unpacking never
+trusts a length: every container and string is capped, and anything malformed becomes DecodeError.
+Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from .errors import DecodeError
+
+#: Upper bounds for what a single serialized document may contain.
+MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
+MAX_ITEMS = 4_000_000
+MAX_STR = 16 * 1024 * 1024
+
+
+def pack(obj: Any) -> bytes:
+    """Serialize obj canonically: maps are emitted with sorted keys so equal content = equal bytes."""
+    return msgpack.packb(_canonical(obj), use_bin_type=True)
+
+
+def _canonical(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(x) for x in obj]
+    return obj
+
+
+def unpack(data: bytes | memoryview, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
+    """Deserialize one msgpack document, refusing oversized or malformed input with DecodeError."""
+    if len(data) > max_bytes:
+        raise DecodeError(f"serialized document of {len(data)} bytes exceeds the {max_bytes} limit")
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_buffer_size=max_bytes,
+            max_str_len=MAX_STR,
+            max_bin_len=max_bytes,
+            max_array_len=MAX_ITEMS,
+            max_map_len=MAX_ITEMS,
+            max_ext_len=0,
+        )
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise DecodeError(f"malformed msgpack document: {exc}") from None
+    except (MemoryError, RecursionError, OverflowError) as exc:
+        raise DecodeError(f"msgpack document too large or too deep: {type(exc).__name__}") from None

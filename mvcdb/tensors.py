@@ -1,0 +1,106 @@
+"""Turning what users pass as parameters into named little-endian numpy arrays, and back.
+
+Accepted: numpy arrays of any numeric dtype (bool, ints, floats incl. float16/longdouble, complex),
+numpy scalars and Python numbers; nested dicts flatten to dotted names. Refused with MvcdbError:
+object, string, bytes, datetime and structured arrays. Storage is always little-endian; the
+original dtype (byte order included) is kept so restore returns exactly what was recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import MvcdbError
+
+NUMERIC_KINDS = frozenset("biufc")
+MAX_NAME_LENGTH = 1024
+
+
+def check_name(name: object, what: str = "tensor name") -> str:
+    """Validate a tensor or series name: a non-empty string without control characters."""
+    if not isinstance(name, str):
+        raise MvcdbError(f"{what} must be a string, got {type(name).__name__}")
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise MvcdbError(f"{what} must be 1..{MAX_NAME_LENGTH} characters, got {len(name)}")
+    if any(ord(c) < 32 or c == "\x7f" for c in name):
+        raise MvcdbError(f"{what} {name!r} contains control characters")
+    return name
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Yield (dotted name, leaf) pairs of a nested mapping."""
+    for key, value in params.items():
+        check_name(key)
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, Mapping):
+            yield from flatten(value, name)
+        else:
+            yield check_name(name), value
+
+
+def as_array(name: str, value: Any) -> np.ndarray:
+    """Convert one parameter value to a numpy array, refusing non-numeric content clearly."""
+    if isinstance(value, np.ndarray):
+        arr = value
+    elif isinstance(value, (np.generic, bool, int, float, complex)):
+        try:
+            arr = np.asarray(value)
+        except OverflowError:
+            raise MvcdbError(f"parameter {name!r}: integer {value} does not fit in 64 bits") from None
+    elif hasattr(value, "__array__") and not isinstance(value, (str, bytes)):
+        arr = np.asarray(value)
+    else:
+        raise MvcdbError(
+            f"parameter {name!r} must be a numpy array or a number, got {type(value).__name__}"
+        )
+    check_dtype(name, arr.dtype)
+    return arr
+
+
+def check_dtype(name: str, dtype: np.dtype[Any]) -> None:
+    """Refuse dtypes mvcdb cannot store bit-exactly as numbers (objects, strings, records...)."""
+    if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise MvcdbError(
+            f"parameter {name!r} has dtype {dtype} ({dtype.kind!r}); only numeric arrays "
+            "(bool, int, uint, float, complex) can be stored"
+        )
+
+
+def storage_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """The little-endian twin of dtype, the form in which bytes are stored and hashed."""
+    return dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
+
+
+def to_storage(arr: np.ndarray) -> np.ndarray:
+    """A C-contiguous little-endian view or (at most one) copy of arr, for chunking."""
+    target = storage_dtype(arr.dtype)
+    if arr.dtype == target and arr.flags.c_contiguous:
+        return arr
+    return np.ascontiguousarray(arr, dtype=target)
+
+
+def from_storage(flat: np.ndarray, dtype_str: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Reinterpret restored little-endian bytes as the recorded dtype and shape, in place."""
+    dtype = np.dtype(dtype_str)
+    arr = flat.view(storage_dtype(dtype)).reshape(shape)
+    if dtype.byteorder == ">":
+        arr.byteswap(inplace=True)
+        arr = arr.view(dtype)
+    return arr
+
+
+def normalize_params(params: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+    """Flatten and validate a params mapping into {dotted name: numpy array}."""
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise MvcdbError(f"params must be a dict of arrays, got {type(params).__name__}")
+    out: dict[str, np.ndarray] = {}
+    for name, value in flatten(params):
+        if name in out:
+            raise MvcdbError(f"parameter name {name!r} appears twice after flattening")
+        out[name] = as_array(name, value)
+    return out

@@ -1,0 +1,26 @@
+"""UTC timestamps in one text format, so SQL string comparison orders them correctly."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def now_text() -> str:
+    """The current UTC time as 'YYYY-MM-DDTHH:MM:SS.ffffffZ' (sortable as text)."""
+    return datetime.now(timezone.utc).strftime(_FORMAT)
+
+
+def parse_text(text: str) -> datetime:
+    """Parse a timestamp written by now_text() back to an aware UTC datetime."""
+    return datetime.strptime(text, _FORMAT).replace(tzinfo=timezone.utc)
+
+
+def to_text(moment: datetime | str) -> str:
+    """Normalise a datetime (naive = UTC) or an ISO-8601 string to the stored text format."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime(_FORMAT)
