@@ -106,8 +106,10 @@ def main(path: str | None = None) -> None:
         x_val, y_val = data["x_val"], data["y_val"]
         assert mse(m, b, x_val, y_val) == best.metrics["val_mse"], "restored parameters differ"
         print(f"\nRestored production: m={m:.4f} b={b:.4f} (true 2.5, -1.0)")
-        print(f"Its trajectory: {len(trajectory['step'])} iterations, loss "
-              f"{trajectory['loss'][0]:.3f} -> {trajectory['loss'][-1]:.4f}")
+        print(
+            f"Its trajectory: {len(trajectory['step'])} iterations, loss "
+            f"{trajectory['loss'][0]:.3f} -> {trajectory['loss'][-1]:.4f}"
+        )
         print(f"Predictions on the validation set reproduce val_mse={best.metrics['val_mse']:.5f} exactly.")
         print(f"\nNext: `mvcdb log`, `mvcdb show production`, `mvcdb tui` (database: {db.path})")
 

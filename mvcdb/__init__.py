@@ -89,13 +89,31 @@ def record(
     from .database import Database
 
     if isinstance(db, Database):
-        return db.record(model_name, params, model=model, metrics=metrics, metadata=metadata,
-                         trajectory=trajectory, parent=parent, parents=parents, message=message,
-                         tags=tags)
+        return db.record(
+            model_name,
+            params,
+            model=model,
+            metrics=metrics,
+            metadata=metadata,
+            trajectory=trajectory,
+            parent=parent,
+            parents=parents,
+            message=message,
+            tags=tags,
+        )
     with Database(db) as opened:
-        return opened.record(model_name, params, model=model, metrics=metrics, metadata=metadata,
-                             trajectory=trajectory, parent=parent, parents=parents,
-                             message=message, tags=tags)
+        return opened.record(
+            model_name,
+            params,
+            model=model,
+            metrics=metrics,
+            metadata=metadata,
+            trajectory=trajectory,
+            parent=parent,
+            parents=parents,
+            message=message,
+            tags=tags,
+        )
 
 
 __all__ = [

@@ -11,9 +11,7 @@ import subprocess
 @functools.lru_cache(maxsize=1)
 def _git_user_name() -> str:
     try:
-        result = subprocess.run(
-            ["git", "config", "user.name"], capture_output=True, text=True, timeout=2
-        )
+        result = subprocess.run(["git", "config", "user.name"], capture_output=True, text=True, timeout=2)
     except (OSError, subprocess.SubprocessError):
         return ""
     return result.stdout.strip() if result.returncode == 0 else ""

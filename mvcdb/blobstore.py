@@ -14,7 +14,7 @@ import hashlib
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -23,6 +23,7 @@ import numpy as np
 from . import chunkcodec, serial
 from .connection import write_transaction
 from .errors import DecodeError, IntegrityError
+from .manifest import ManifestTensor
 
 #: How many chunks are hashed/encoded ahead and written per transaction.
 WINDOW = 8
@@ -42,6 +43,9 @@ class StoredTensor:
     def digest(self) -> str:
         """Content id of the tensor: SHA-256 over dtype, shape and the chunk hashes."""
         return tensor_digest(self.dtype, self.shape, self.hashes)
+
+    def as_manifest(self, kind: str, name: str) -> ManifestTensor:
+        return ManifestTensor(kind, name, self.dtype, self.shape, self.nbytes, self.hashes)
 
 
 def tensor_digest(dtype: str, shape: Sequence[int], hashes: Sequence[bytes]) -> str:
@@ -85,16 +89,16 @@ class BlobStore:
 
     def put(self, arr: np.ndarray, dtype: str) -> StoredTensor:
         """Store a C-contiguous little-endian array's bytes; return where they live."""
-        flat = memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else memoryview(b"")
+        flat = memoryview(arr.reshape(-1).view(np.uint8).data) if arr.size else memoryview(b"")
         itemsize = arr.dtype.itemsize
         pieces = self._pieces(flat, itemsize, 0)
         hashes: list[bytes] = []
         cids: list[int] = []
         for window in _windows(pieces, WINDOW):
-            window_hashes = list(self.pool.map(_sha256, window)) if len(window) > 1 else [
-                _sha256(p) for p in window
-            ]
-            cids.extend(self._store_window(window, window_hashes, itemsize))
+            window_hashes = (
+                list(self.pool.map(_sha256, window)) if len(window) > 1 else [_sha256(p) for p in window]
+            )
+            cids.extend(self.store_chunks(window, window_hashes, itemsize))
             hashes.extend(window_hashes)
         return StoredTensor(dtype, tuple(arr.shape), arr.nbytes, tuple(hashes), tuple(cids))
 
@@ -103,23 +107,24 @@ class BlobStore:
         for i in range(0, len(hashes), 500):
             part = hashes[i : i + 500]
             marks = ",".join("?" * len(part))
-            found.update(
-                self.conn.execute(f"SELECT hash, cid FROM chunks WHERE hash IN ({marks})", part)
-            )
+            found.update(self.conn.execute(f"SELECT hash, cid FROM chunks WHERE hash IN ({marks})", part))
         return found
 
-    def _store_window(
-        self, pieces: Sequence[memoryview], hashes: Sequence[bytes], itemsize: int
-    ) -> list[int]:
+    def store_chunks(self, pieces: Sequence[memoryview], hashes: Sequence[bytes], itemsize: int) -> list[int]:
+        """Insert the raw pieces not yet stored (one short transaction); return every piece's cid.
+
+        hashes[i] must be the SHA-256 of pieces[i]; merge and remotes use this to add chunks.
+        """
         known = self._lookup(hashes)
         todo: dict[bytes, memoryview] = {}
-        for digest, piece in zip(hashes, pieces):
+        for digest, piece in zip(hashes, pieces, strict=True):
             if digest not in known and digest not in todo:
                 todo[digest] = piece
         if todo:
-            encode: Callable[[memoryview], chunkcodec.Encoded] = lambda p: chunkcodec.encode(
-                p, itemsize
-            )
+
+            def encode(piece: memoryview) -> chunkcodec.Encoded:
+                return chunkcodec.encode(piece, itemsize)
+
             encoded = (
                 list(self.pool.map(encode, todo.values()))
                 if len(todo) > 1
@@ -127,11 +132,10 @@ class BlobStore:
             )
             with write_transaction(self.conn):
                 self.conn.executemany(
-                    "INSERT OR IGNORE INTO chunks (hash, size, codec, itemsize, data)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO chunks (hash, size, codec, itemsize, data) VALUES (?, ?, ?, ?, ?)",
                     [
                         (digest, len(piece), enc.codec, enc.itemsize, enc.payload)
-                        for (digest, piece), enc in zip(todo.items(), encoded)
+                        for (digest, piece), enc in zip(todo.items(), encoded, strict=True)
                     ],
                 )
             known.update(self._lookup(list(todo)))
@@ -166,9 +170,7 @@ class BlobStore:
             for fut in pending:
                 fut.cancel()
         if offset != len(out):
-            raise IntegrityError(
-                f"a tensor's chunks hold {offset} bytes but its manifest says {len(out)}"
-            )
+            raise IntegrityError(f"a tensor's chunks hold {offset} bytes but its manifest says {len(out)}")
 
     def read_chunk(self, cid: int) -> bytes:
         """The raw bytes of one chunk, verified."""

@@ -29,6 +29,8 @@ from .connection import (
     write_transaction,
 )
 from .errors import MvcdbError, NotAnMvcdbFileError, ReadOnlyError, RefError
+from .manifest import encode as encode_manifest
+from .manifest import version_id
 from .models import TagMove, TensorInfo, Version, load_versions, tensor_infos
 from .refs import check_model_name, check_tag_name, resolve_vid
 from .run import Run
@@ -109,7 +111,7 @@ class Database:
         except BaseException:
             self.conn.close()
             raise
-        self.chunk_size = int(chunk_size or meta.get("chunk_size", schema.DEFAULT_CHUNK_SIZE))
+        self.chunk_size = int(chunk_size or meta.get("chunk_size") or schema.DEFAULT_CHUNK_SIZE)
         if self.chunk_size < 4096 or self.chunk_size > 512 * 1024 * 1024:
             self.conn.close()
             raise MvcdbError("chunk_size must be between 4 KiB and 512 MiB")
@@ -216,8 +218,16 @@ class Database:
         name, params = resolve_model_args(model_name, model, params)
         traj = from_mapping(trajectory) if trajectory is not None else None
         return self._record(
-            name, params, metrics=metrics, metadata=metadata, trajectory=traj,
-            trajectory_steps={}, parent=parent, parents=parents, message=message, tags=tags,
+            name,
+            params,
+            metrics=metrics,
+            metadata=metadata,
+            trajectory=traj,
+            trajectory_steps={},
+            parent=parent,
+            parents=parents,
+            message=message,
+            tags=tags,
         )
 
     def _record(
@@ -257,19 +267,33 @@ class Database:
             stored.update(recording.store_tensors(self.store, "traj_steps", trajectory_steps, base=base))
         author = current_author()
         created_at = now_text()
-        manifest = recording.build_manifest(
-            model=model, parents=parent_ids, message=message, author=author,
-            created_at=created_at, metadata=meta_text, metrics=metric_values, tensors=stored,
+        manifest = encode_manifest(
+            model=model,
+            parents=parent_ids,
+            message=message,
+            author=author,
+            created_at=created_at,
+            metadata=meta_text,
+            metrics=metric_values,
+            tensors=[t.as_manifest(kind, name) for (kind, name), t in stored.items()],
         )
-        vid_hex = recording.version_id(manifest)
+        vid_hex = version_id(manifest)
         with write_transaction(self.conn):
             missing = self._missing_chunks(stored.values())
             if missing:  # a concurrent `gc` removed chunks between our writes: store them again
                 raise MvcdbError("chunks vanished during the write (a concurrent gc?); record again")
             vid = recording.insert_version(
-                self.conn, vid_of_parents=parent_vids, version_id_=vid_hex, manifest=manifest,
-                model=model, message=message, author=author, created_at=created_at,
-                metadata=meta_text, metrics=metric_values, tensors=stored,
+                self.conn,
+                vid_of_parents=parent_vids,
+                version_id_=vid_hex,
+                manifest=manifest,
+                model=model,
+                message=message,
+                author=author,
+                created_at=created_at,
+                metadata=meta_text,
+                metrics=metric_values,
+                tensors=stored,
             )
             for name in tag_names:
                 self._set_tag(name, vid, vid_hex, author, created_at)
@@ -303,8 +327,7 @@ class Database:
             self._vid(parent)
         for p in parents or []:
             self._vid(p)
-        return Run(self, model, parent=parent, parents=parents, metadata=metadata,
-                   message=message, tags=tags)
+        return Run(self, model, parent=parent, parents=parents, metadata=metadata, message=message, tags=tags)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -346,8 +369,10 @@ class Database:
             if unknown:
                 raise MvcdbError(f"no {'parameter' if kind == 'param' else 'series'} named {unknown[0]!r}")
             rows = [r for r in rows if r[0] in set(names)]
-        return {name: self._read_tensor(vid, kind, name, dtype, shape, nbytes)
-                for name, dtype, shape, nbytes in rows}
+        return {
+            name: self._read_tensor(vid, kind, name, dtype, shape, nbytes)
+            for name, dtype, shape, nbytes in rows
+        }
 
     def restore(
         self, ref: ParentRef, names: Sequence[str] | None = None, *, into: Any = None
@@ -416,10 +441,15 @@ class Database:
         from .filters import select_vids
 
         vids = select_vids(
-            self.conn, model=model, tag=tag, author=author,
+            self.conn,
+            model=model,
+            tag=tag,
+            author=author,
             since=to_text(since) if since is not None else None,
             until=to_text(until) if until is not None else None,
-            where=where, order_by=order_by, limit=limit,
+            where=where,
+            order_by=order_by,
+            limit=limit,
         )
         return load_versions(self.conn, vids)
 

@@ -54,7 +54,7 @@ def condition_sql(cond: str) -> tuple[str, list[Any]]:
     field, op, raw = match.group("field"), match.group("op"), match.group("value")
     value = _value(raw)
     if field.startswith("metadata."):
-        lhs, params = "json_extract(v.metadata, ?)", [_json_path(field[len("metadata."):])]
+        lhs, params = "json_extract(v.metadata, ?)", [_json_path(field[len("metadata.") :])]
     elif field in _COLUMNS:
         lhs, params = f"v.{field}", []
     elif field == "tag":
@@ -62,13 +62,14 @@ def condition_sql(cond: str) -> tuple[str, list[Any]]:
             raise MvcdbError("tag conditions only support '='")
         return "EXISTS (SELECT 1 FROM tags t WHERE t.vid = v.vid AND t.name = ?)", [value]
     else:
-        name = field[len("metrics."):] if field.startswith("metrics.") else field
+        name = field[len("metrics.") :] if field.startswith("metrics.") else field
         if op == "~":
             raise MvcdbError(f"'~' (contains) does not apply to metric {name!r}")
         if not isinstance(value, (int, float)):
             raise MvcdbError(f"metric {name!r} must be compared with a number, got {raw!r}")
         return (
-            f"EXISTS (SELECT 1 FROM metrics m WHERE m.vid = v.vid AND m.name = ? AND m.value {_SQL_OPS[op]} ?)",
+            "EXISTS (SELECT 1 FROM metrics m WHERE m.vid = v.vid AND m.name = ?"
+            f" AND m.value {_SQL_OPS[op]} ?)",
             [name, value],
         )
     if op == "~":
@@ -86,12 +87,12 @@ def order_sql(order_by: str | None) -> tuple[str, list[Any], str, list[Any]]:
     if key.startswith("metrics."):
         return (
             "LEFT JOIN metrics om ON om.vid = v.vid AND om.name = ?",
-            [key[len("metrics."):]],
+            [key[len("metrics.") :]],
             f"om.value IS NULL, om.value {direction}, v.created_at DESC",
             [],
         )
     if key.startswith("metadata."):
-        path = _json_path(key[len("metadata."):])
+        path = _json_path(key[len("metadata.") :])
         return "", [], f"json_extract(v.metadata, ?) {direction}, v.created_at DESC", [path]
     if key in _COLUMNS:
         return "", [], f"v.{key} {direction}, v.vid {direction}", []

@@ -175,7 +175,8 @@ def _build(r: _Row) -> Version:
 def tensor_infos(rows: Iterable[tuple[str, str, str, str, int, str]]) -> list[TensorInfo]:
     """TensorInfo from (kind, name, dtype, shape_json, nbytes, digest) rows."""
     return [
-        TensorInfo(name=name, dtype=dtype, shape=tuple(json.loads(shape)), nbytes=nbytes,
-                   digest=digest, kind=kind)
+        TensorInfo(
+            name=name, dtype=dtype, shape=tuple(json.loads(shape)), nbytes=nbytes, digest=digest, kind=kind
+        )
         for kind, name, dtype, shape, nbytes, digest in rows
     ]

@@ -6,7 +6,6 @@ dies), then every row of the version in one short transaction, so the version ap
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import numbers
@@ -16,12 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from . import serial
 from .blobstore import BlobStore, StoredTensor
 from .errors import MvcdbError
 from .tensors import check_name, to_storage
-
-MANIFEST_FORMAT = "mvcdb.version/1"
 
 
 def normalize_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
@@ -75,43 +71,7 @@ def store_tensors(
     base is the local vid of the first parent: its tensor of the same kind and name is the
     candidate for delta encoding (see blobstore / chunkcodec).
     """
-    return {
-        (kind, name): store.put(to_storage(arr), arr.dtype.str) for name, arr in arrays.items()
-    }
-
-
-def build_manifest(
-    *,
-    model: str,
-    parents: Sequence[str],
-    message: str,
-    author: str,
-    created_at: str,
-    metadata: str,
-    metrics: Mapping[str, float],
-    tensors: Mapping[tuple[str, str], StoredTensor],
-) -> bytes:
-    """The canonical msgpack document of a version; its SHA-256 is the version id."""
-    return serial.pack(
-        {
-            "format": MANIFEST_FORMAT,
-            "model": model,
-            "parents": list(parents),
-            "message": message,
-            "author": author,
-            "created_at": created_at,
-            "metadata": metadata,
-            "metrics": [[k, v] for k, v in sorted(metrics.items())],
-            "tensors": [
-                [kind, name, t.dtype, list(t.shape), t.nbytes, list(t.hashes)]
-                for (kind, name), t in sorted(tensors.items())
-            ],
-        }
-    )
-
-
-def version_id(manifest: bytes) -> str:
-    return hashlib.sha256(manifest).hexdigest()
+    return {(kind, name): store.put(to_storage(arr), arr.dtype.str) for name, arr in arrays.items()}
 
 
 def insert_version(
@@ -148,8 +108,7 @@ def insert_version(
         [(vid, k, None if math.isnan(v) else v) for k, v in metrics.items()],
     )
     conn.executemany(
-        "INSERT INTO tensors (vid, kind, name, dtype, shape, nbytes, digest)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO tensors (vid, kind, name, dtype, shape, nbytes, digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
             (vid, kind, name, t.dtype, json.dumps(list(t.shape)), t.nbytes, t.digest)
             for (kind, name), t in tensors.items()

@@ -62,9 +62,7 @@ def resolve_vid(conn: sqlite3.Connection, ref: object) -> int:
     base, steps = split_ref(text)
     vid = _resolve_base(conn, base, ref)
     for i in range(steps):
-        row = conn.execute(
-            "SELECT parent FROM lineage WHERE child = ? AND position = 0", (vid,)
-        ).fetchone()
+        row = conn.execute("SELECT parent FROM lineage WHERE child = ? AND position = 0", (vid,)).fetchone()
         if row is None:
             raise RefError(f"{ref!r}: {base}~{i} has no parent (the history is only {i} deep)")
         vid = row[0]

@@ -21,7 +21,8 @@ MAX_STR = 16 * 1024 * 1024
 
 def pack(obj: Any) -> bytes:
     """Serialize obj canonically: maps are emitted with sorted keys so equal content = equal bytes."""
-    return msgpack.packb(_canonical(obj), use_bin_type=True)
+    packed: bytes = msgpack.packb(_canonical(obj), use_bin_type=True)
+    return packed
 
 
 def _canonical(obj: Any) -> Any:

@@ -53,9 +53,7 @@ def as_array(name: str, value: Any) -> np.ndarray:
     elif hasattr(value, "__array__") and not isinstance(value, (str, bytes)):
         arr = np.asarray(value)
     else:
-        raise MvcdbError(
-            f"parameter {name!r} must be a numpy array or a number, got {type(value).__name__}"
-        )
+        raise MvcdbError(f"parameter {name!r} must be a numpy array or a number, got {type(value).__name__}")
     check_dtype(name, arr.dtype)
     return arr
 

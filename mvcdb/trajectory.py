@@ -54,7 +54,9 @@ def from_log(steps: list[int], series: Mapping[str, Series]) -> dict[str, np.nda
 
 def sparse_steps(steps: np.ndarray, series: Mapping[str, Series]) -> dict[str, np.ndarray]:
     """Steps of the series that were not logged at every row."""
-    return {name: steps[np.asarray(s.rows, dtype=np.int64)] for name, s in series.items() if s.rows is not None}
+    return {
+        name: steps[np.asarray(s.rows, dtype=np.int64)] for name, s in series.items() if s.rows is not None
+    }
 
 
 def from_mapping(trajectory: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -80,9 +82,7 @@ def from_mapping(trajectory: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
-def aligned(
-    steps: np.ndarray, values: np.ndarray, own_steps: np.ndarray | None
-) -> np.ndarray:
+def aligned(steps: np.ndarray, values: np.ndarray, own_steps: np.ndarray | None) -> np.ndarray:
     """A sparse series spread onto the full step axis, NaN where it was not logged."""
     if own_steps is None:
         return values

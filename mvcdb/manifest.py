@@ -1,0 +1,150 @@
+"""The version manifest: the canonical msgpack document whose SHA-256 is the version id.
+
+Like a git commit object it names everything a version holds — model, parents, message, author,
+time, metadata, metrics, and each tensor with its chunk hashes — so a version can be verified
+(re-hash it), copied between files (merge, bundles, remotes) and rebuilt from it alone. Decoding is
+strict: any field of the wrong type or size raises DecodeError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import serial
+from .errors import DecodeError
+
+FORMAT = "mvcdb.version/1"
+KINDS = ("param", "traj", "traj_steps")
+
+
+@dataclass(frozen=True)
+class ManifestTensor:
+    """One tensor as the manifest names it."""
+
+    kind: str
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    hashes: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A decoded, validated version manifest."""
+
+    model: str
+    parents: tuple[str, ...]
+    message: str
+    author: str
+    created_at: str
+    metadata: str
+    metrics: tuple[tuple[str, float], ...]
+    tensors: tuple[ManifestTensor, ...]
+
+
+def encode(
+    *,
+    model: str,
+    parents: Sequence[str],
+    message: str,
+    author: str,
+    created_at: str,
+    metadata: str,
+    metrics: Mapping[str, float],
+    tensors: Sequence[ManifestTensor],
+) -> bytes:
+    """The canonical bytes of a manifest (equal content -> equal bytes -> equal id)."""
+    return serial.pack(
+        {
+            "format": FORMAT,
+            "model": model,
+            "parents": list(parents),
+            "message": message,
+            "author": author,
+            "created_at": created_at,
+            "metadata": metadata,
+            "metrics": [[k, v] for k, v in sorted(metrics.items())],
+            "tensors": [
+                [t.kind, t.name, t.dtype, list(t.shape), t.nbytes, list(t.hashes)]
+                for t in sorted(tensors, key=lambda t: (t.kind, t.name))
+            ],
+        }
+    )
+
+
+def version_id(manifest: bytes) -> str:
+    """The version id: hex SHA-256 of the manifest bytes."""
+    return hashlib.sha256(manifest).hexdigest()
+
+
+def _expect(cond: bool, what: str) -> None:
+    if not cond:
+        raise DecodeError(f"invalid version manifest: {what}")
+
+
+def decode(blob: bytes) -> Manifest:
+    """Parse and validate manifest bytes (from this file, a teammate's file or a remote)."""
+    doc: Any = serial.unpack(blob)
+    _expect(isinstance(doc, dict), "not a map")
+    _expect(doc.get("format") == FORMAT, f"unknown format {doc.get('format')!r}")
+    for key in ("model", "message", "author", "created_at", "metadata"):
+        _expect(isinstance(doc.get(key), str), f"{key} must be text")
+    parents = doc.get("parents")
+    _expect(isinstance(parents, list), "parents must be a list")
+    for p in parents:
+        _expect(isinstance(p, str) and len(p) == 64, "a parent id is not 64 hex characters")
+    metrics = doc.get("metrics")
+    _expect(isinstance(metrics, list), "metrics must be a list")
+    parsed_metrics = []
+    for item in metrics:
+        _expect(isinstance(item, list) and len(item) == 2, "a metric is not a [name, value] pair")
+        name, value = item
+        _expect(isinstance(name, str), "a metric name is not text")
+        _expect(isinstance(value, (int, float)) and not isinstance(value, bool), "a metric is not a number")
+        parsed_metrics.append((name, float(value)))
+    tensors = doc.get("tensors")
+    _expect(isinstance(tensors, list), "tensors must be a list")
+    parsed_tensors = []
+    for item in tensors:
+        _expect(isinstance(item, list) and len(item) == 6, "a tensor entry has the wrong arity")
+        kind, name, dtype, shape, nbytes, hashes = item
+        _expect(kind in KINDS, f"unknown tensor kind {kind!r}")
+        _expect(isinstance(name, str) and isinstance(dtype, str), "tensor name/dtype not text")
+        _expect(
+            isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape),
+            "tensor shape is not a list of non-negative integers",
+        )
+        _expect(isinstance(nbytes, int) and nbytes >= 0, "tensor nbytes invalid")
+        _expect(
+            isinstance(hashes, list) and all(isinstance(h, bytes) and len(h) == 32 for h in hashes),
+            "tensor chunk hashes invalid",
+        )
+        _check_size(dtype, shape, nbytes)
+        parsed_tensors.append(ManifestTensor(kind, name, dtype, tuple(shape), nbytes, tuple(hashes)))
+    return Manifest(
+        model=doc["model"],
+        parents=tuple(parents),
+        message=doc["message"],
+        author=doc["author"],
+        created_at=doc["created_at"],
+        metadata=doc["metadata"],
+        metrics=tuple(parsed_metrics),
+        tensors=tuple(parsed_tensors),
+    )
+
+
+def _check_size(dtype: str, shape: Sequence[int], nbytes: int) -> None:
+    """dtype x shape must equal nbytes, and the dtype must be one mvcdb stores."""
+    import numpy as np
+
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise DecodeError(f"invalid version manifest: unknown dtype {dtype!r}") from None
+    _expect(dt.kind in "biufc" and dt.fields is None and dt.subdtype is None, f"dtype {dtype!r} not numeric")
+    _expect(math.prod(shape) * dt.itemsize == nbytes, "tensor size does not match dtype and shape")
