@@ -46,7 +46,7 @@ class Run:
         self.version: Version | None = None
         self._closed = False
 
-    def log(self, step: int, **values: Any) -> None:
+    def log(self, step: int, /, **values: Any) -> None:
         """Record the values of one iteration (scalars or arrays). Cheap: memory only."""
         steps = self._steps
         row = len(steps)

@@ -43,7 +43,6 @@ def unpack(data: bytes | memoryview, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> 
             raw=False,
             strict_map_key=True,
             use_list=True,
-            max_buffer_size=max_bytes,
             max_str_len=MAX_STR,
             max_bin_len=max_bytes,
             max_array_len=MAX_ITEMS,

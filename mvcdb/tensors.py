@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .dtypes import EXTENSION_ITEMSIZE, bits_dtype, extension_name, from_bits
 from .errors import MvcdbError
 
 NUMERIC_KINDS = frozenset("biufc")
@@ -50,6 +51,10 @@ def as_array(name: str, value: Any) -> np.ndarray:
             arr = np.asarray(value)
         except OverflowError:
             raise MvcdbError(f"parameter {name!r}: integer {value} does not fit in 64 bits") from None
+    elif type(value).__module__.startswith("torch"):  # a torch tensor: bf16/fp8 need bit views
+        from .frameworks.torch import to_numpy
+
+        arr = to_numpy(name, value)
     elif hasattr(value, "__array__") and not isinstance(value, (str, bytes)):
         arr = np.asarray(value)
     else:
@@ -60,6 +65,8 @@ def as_array(name: str, value: Any) -> np.ndarray:
 
 def check_dtype(name: str, dtype: np.dtype[Any]) -> None:
     """Refuse dtypes mvcdb cannot store bit-exactly as numbers (objects, strings, records...)."""
+    if extension_name(dtype) is not None:
+        return  # bfloat16, float8...: stored as raw bits under their name (mvcdb/dtypes.py)
     if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise MvcdbError(
             f"parameter {name!r} has dtype {dtype} ({dtype.kind!r}); only numeric arrays "
@@ -77,11 +84,13 @@ def to_storage(arr: np.ndarray) -> np.ndarray:
     target = storage_dtype(arr.dtype)
     if arr.dtype == target and arr.flags.c_contiguous:
         return arr
-    return np.ascontiguousarray(arr, dtype=target)
+    return np.array(arr, dtype=target, order="C")  # not ascontiguousarray: it makes 0-d 1-d
 
 
 def from_storage(flat: np.ndarray, dtype_str: str, shape: tuple[int, ...]) -> np.ndarray:
     """Reinterpret restored little-endian bytes as the recorded dtype and shape, in place."""
+    if dtype_str in EXTENSION_ITEMSIZE:
+        return from_bits(flat.view(bits_dtype(dtype_str)).reshape(shape), dtype_str)
     dtype = np.dtype(dtype_str)
     arr = flat.view(storage_dtype(dtype)).reshape(shape)
     if dtype.byteorder == ">":

@@ -45,7 +45,10 @@ def column_array(name: str, values: list[Any]) -> np.ndarray:
 
 def from_log(steps: list[int], series: Mapping[str, Series]) -> dict[str, np.ndarray]:
     """Build the stored arrays from a run's buffers: 'step', each series, and '<name>' steps."""
-    step_arr = np.asarray(steps, dtype=np.int64)
+    raw = np.asarray(steps)
+    if raw.dtype.kind not in "iu":
+        raise MvcdbError(f"run.log steps must be integers, got {raw.dtype} values")
+    step_arr = raw.astype(np.int64)
     out: dict[str, np.ndarray] = {STEP: step_arr}
     for name, s in series.items():
         out[name] = column_array(name, s.values)
