@@ -29,6 +29,9 @@ class Version:
     tags: tuple[str, ...] = ()
     params_bytes: int = 0
 
+    def __hash__(self) -> int:  # the id already names everything in it
+        return hash(self.id)
+
     @property
     def short_id(self) -> str:
         return self.id[:SHORT_ID_LENGTH]
