@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -42,14 +44,19 @@ def arrays(draw: st.DrawFn) -> np.ndarray:
     return arr
 
 
+@pytest.fixture(scope="module")
+def shared_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mvcdb.Database]:
+    """One small-chunked file for every hypothesis example (opening a file per example is slow)."""
+    with mvcdb.open(tmp_path_factory.mktemp("rt") / "rt.db", chunk_size=4096) as db:
+        yield db
+
+
 @given(params=st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), arrays(),
                               min_size=1, max_size=4))
-def test_any_numeric_array_round_trips_bit_identical(tmp_path_factory: pytest.TempPathFactory,
+def test_any_numeric_array_round_trips_bit_identical(shared_db: mvcdb.Database,
                                                       params: dict[str, np.ndarray]) -> None:
-    path = tmp_path_factory.mktemp("rt") / "rt.db"
-    with mvcdb.open(path, chunk_size=4096) as db:
-        v = db.record("m", params)
-        got = db.restore(v.id)
+    v = shared_db.record("m", params)
+    got = shared_db.restore(v.id)
     assert sorted(got) == sorted(params)
     for name, arr in params.items():
         assert same_bits(got[name], arr), name
