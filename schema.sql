@@ -25,10 +25,11 @@ CREATE INDEX versions_model_created ON versions (model, created_at);
 CREATE INDEX versions_created ON versions (created_at);
 
 -- The lineage DAG: `position` orders a child's parents (0 = first parent, as in git).
+-- (Columns in primary-key order: SQLite 3.40's integrity_check misreports NOT NULL otherwise.)
 CREATE TABLE lineage (
     child    INTEGER NOT NULL REFERENCES versions (vid) ON DELETE CASCADE,
-    parent   INTEGER NOT NULL REFERENCES versions (vid),
     position INTEGER NOT NULL CHECK (position >= 0),
+    parent   INTEGER NOT NULL REFERENCES versions (vid),
     PRIMARY KEY (child, position)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX lineage_parent ON lineage (parent, child);
@@ -102,3 +103,105 @@ CREATE TABLE tag_history (
     UNIQUE (name, at, from_id, to_id, author)
 ) STRICT;
 CREATE INDEX tag_history_name ON tag_history (name, seq);
+
+-- Team remotes (PostgreSQL) this file pushes to and pulls from (mvcdb/remote/). The URL is stored
+-- without any password: credentials come from PGPASSWORD, ~/.pgpass or a service file.
+CREATE TABLE remotes (
+    name       TEXT PRIMARY KEY,
+    url        TEXT NOT NULL,
+    created_at TEXT NOT NULL
+) STRICT;
+
+-- Views --------------------------------------------------------------------------------------------
+-- Read-only conveniences that make the common questions one SELECT in the stock `sqlite3` shell
+-- (examples in README.md, "Querying"). Ids are the full 64-hex version ids; `short_id` is the
+-- first 12 characters, as mvcdb prints them. JSON columns are text: use json_each/json_extract.
+
+-- One row a version: parents (JSON array of ids, first parent first), `parent` (the first parent's
+-- id or NULL), tags (JSON array of names) and metrics (JSON object name -> value; NaN is null).
+CREATE VIEW version_summary AS
+SELECT
+    v.vid,
+    v.id,
+    substr(v.id, 1, 12) AS short_id,
+    v.model,
+    v.created_at,
+    v.author,
+    v.message,
+    v.metadata,
+    (SELECT json_group_array(p.id) FROM
+        (SELECT pv.id FROM lineage l JOIN versions pv ON pv.vid = l.parent
+         WHERE l.child = v.vid ORDER BY l.position) AS p) AS parents,
+    (SELECT pv.id FROM lineage l JOIN versions pv ON pv.vid = l.parent
+     WHERE l.child = v.vid AND l.position = 0) AS parent,
+    (SELECT json_group_array(t.name) FROM
+        (SELECT name FROM tags WHERE vid = v.vid ORDER BY name) AS t) AS tags,
+    (SELECT json_group_object(m.name, m.value) FROM
+        (SELECT name, value FROM metrics WHERE vid = v.vid ORDER BY name) AS m) AS metrics,
+    v.params_bytes
+FROM versions v;
+
+-- One row a (version, metric): the long format for GROUP BY, window functions and pivots.
+CREATE VIEW version_metrics AS
+SELECT v.vid, v.id, substr(v.id, 1, 12) AS short_id, v.model, v.created_at, m.name AS metric, m.value
+FROM metrics m JOIN versions v ON v.vid = m.vid;
+
+-- One row a lineage edge, by full ids: `position` 0 is the first parent (merges have more).
+CREATE VIEW version_parents AS
+SELECT
+    c.id AS child_id,
+    substr(c.id, 1, 12) AS child_short_id,
+    p.id AS parent_id,
+    substr(p.id, 1, 12) AS parent_short_id,
+    l.position,
+    c.model AS child_model,
+    p.model AS parent_model
+FROM lineage l
+JOIN versions c ON c.vid = l.child
+JOIN versions p ON p.vid = l.parent;
+
+-- How each metric moved from a version's first parent to the version (metrics both sides have):
+-- delta = value - parent_value, rel_delta = delta / |parent_value| (NULL when that is 0).
+CREATE VIEW metric_deltas AS
+SELECT
+    c.id,
+    substr(c.id, 1, 12) AS short_id,
+    c.model,
+    c.created_at,
+    p.id AS parent_id,
+    substr(p.id, 1, 12) AS parent_short_id,
+    mc.name AS metric,
+    mp.value AS parent_value,
+    mc.value AS value,
+    mc.value - mp.value AS delta,
+    CASE WHEN mp.value != 0 THEN (mc.value - mp.value) / abs(mp.value) END AS rel_delta
+FROM lineage l
+JOIN versions c ON c.vid = l.child
+JOIN versions p ON p.vid = l.parent
+JOIN metrics mc ON mc.vid = l.child
+JOIN metrics mp ON mp.vid = l.parent AND mp.name = mc.name
+WHERE l.position = 0;
+
+-- One row a tag: where it points now.
+CREATE VIEW tagged_versions AS
+SELECT t.name AS tag, v.id, substr(v.id, 1, 12) AS short_id, v.model, v.created_at, v.message
+FROM tags t JOIN versions v ON v.vid = t.vid;
+
+-- One row a parameter tensor of a version (no bytes: dtype, JSON shape, size, content digest;
+-- equal digests mean identical tensors).
+CREATE VIEW version_params AS
+SELECT v.id, substr(v.id, 1, 12) AS short_id, v.model, t.name, t.dtype, t.shape, t.nbytes, t.digest
+FROM tensors t JOIN versions v ON v.vid = t.vid
+WHERE t.kind = 'param';
+
+-- One row a model: how many versions, first and last recording time, and the latest version's id.
+CREATE VIEW model_summary AS
+SELECT
+    v.model,
+    count(*) AS versions,
+    min(v.created_at) AS first_at,
+    max(v.created_at) AS last_at,
+    (SELECT l.id FROM versions l WHERE l.model = v.model
+     ORDER BY l.created_at DESC, l.vid DESC LIMIT 1) AS latest_id
+FROM versions v
+GROUP BY v.model;

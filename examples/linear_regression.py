@@ -81,11 +81,8 @@ def main(path: str | None = None) -> None:
         v2 = train(db, data, lr=0.05, iterations=200, parent=v1)
         print(f"v2 {v2.short_id}  lr=0.05  val_mse={v2.metrics['val_mse']:.4f}  (child of v1)")
 
-        print("\nCompare by metadata and metrics:")
-        for key in ("train_mse", "val_mse"):
-            a, b = v1.metrics[key], v2.metrics[key]
-            print(f"  {key:10} v1={a:.5f}  v2={b:.5f}  change={b - a:+.5f}")
-        print(f"  hyper.lr   v1={v1.metadata['hyper']['lr']}  v2={v2.metadata['hyper']['lr']}")
+        print("\nCompare them (metadata, metrics, parameters, trajectories):")
+        print("  " + str(db.diff(v1, v2)).replace("\n", "\n  "))
 
         best, other = (v2, v1) if v2.metrics["val_mse"] <= v1.metrics["val_mse"] else (v1, v2)
         db.tag(best, "production")

@@ -29,7 +29,12 @@ from .errors import (  # noqa: E402 - light: no numpy
 )
 
 if TYPE_CHECKING:
+    from .compare import Comparison
     from .database import Database, ParentRef
+    from .diff import Diff
+    from .lineage import LineageTree
+    from .maintenance import GcReport, Stats, VerifyReport
+    from .merge import MergeReport
     from .models import TagMove, TensorInfo, Version
     from .run import Run
 
@@ -40,6 +45,13 @@ _LAZY = {
     "TensorInfo": "models",
     "TagMove": "models",
     "Run": "run",
+    "Diff": "diff",
+    "LineageTree": "lineage",
+    "Comparison": "compare",
+    "Stats": "maintenance",
+    "VerifyReport": "maintenance",
+    "GcReport": "maintenance",
+    "MergeReport": "merge",
 }
 
 
@@ -118,8 +130,15 @@ def record(
 
 __all__ = [
     "BusyError",
+    "Comparison",
     "Database",
     "DecodeError",
+    "Diff",
+    "GcReport",
+    "LineageTree",
+    "MergeReport",
+    "Stats",
+    "VerifyReport",
     "IntegrityError",
     "MvcdbError",
     "NotAnMvcdbFileError",

@@ -1,32 +1,45 @@
 """Content-addressed chunk storage: tensors in, tensors out, every chunk stored once.
 
 A tensor's little-endian bytes are cut into fixed-size chunks; each chunk is named by the SHA-256
-of its raw bytes and inserted only if no chunk with that hash exists. Hashing and compression run
-on a thread pool (hashlib and zstd release the GIL) while the calling thread talks to SQLite; writes
-go in short transactions of a bounded window of chunks so memory stays at "a few chunks" and other
-writers are never locked out for long. Reads decode straight into one preallocated array and
-re-hash every chunk, so corruption is caught on restore.
+of its raw bytes and inserted only if no chunk with that hash exists. Writing is a pipeline: the
+thread pool hashes the next window of chunks and encodes (compresses, delta-encodes) the current
+one while the calling thread inserts the previous one, in short transactions, so memory stays at
+"a few chunks" and other writers are never locked out for long. Reads stream chunk by chunk
+straight into one preallocated array; decoding and re-hashing run on the pool, so corruption is
+caught on every restore. A delta chunk is decoded after its base (bases are cached per read).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from . import chunkcodec, serial
 from .connection import write_transaction
-from .errors import DecodeError, IntegrityError
+from .errors import DecodeError, IntegrityError, MvcdbError
 from .manifest import ManifestTensor
 
-#: How many chunks are hashed/encoded ahead and written per transaction.
-WINDOW = 8
+#: Longest delta chain (a chunk at this depth is not used as a base: the next one is stored full).
+MAX_DELTA_DEPTH = 4
+#: Bytes hashed/encoded ahead and written per transaction (about four default chunks).
+WINDOW_BYTES = 16 * 1024 * 1024
+#: Writes at most this big are stored without the thread pool (hand-off costs more than the work).
+INLINE_BYTES = 256 * 1024
+#: Chunks smaller than this are never delta-encoded (the base lookup costs more than it saves).
+MIN_DELTA = 4096
+#: Chunks smaller than this are decoded on the calling thread when read.
+INLINE_DECODE = 64 * 1024
+#: Decoded delta bases kept per read (chunks), for chunks sharing a base.
+BASE_CACHE = 4
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,23 @@ class StoredTensor:
         return ManifestTensor(kind, name, self.dtype, self.shape, self.nbytes, self.hashes)
 
 
+class ChunkRow(NamedTuple):
+    """A chunk's row without its payload."""
+
+    cid: int
+    hash: bytes
+    size: int
+    codec: int
+    itemsize: int
+    stride: int
+    base: int | None
+    depth: int
+
+
+#: A delta chain to decode: (row, payload) pairs, the chain head (depth 0) first.
+Chain = list[tuple[ChunkRow, bytes]]
+
+
 def tensor_digest(dtype: str, shape: Sequence[int], hashes: Sequence[bytes]) -> str:
     return hashlib.sha256(serial.pack([dtype, list(shape), list(hashes)])).hexdigest()
 
@@ -60,6 +90,28 @@ def _pool_size() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+class PutItem(NamedTuple):
+    """One tensor for put_many: storage-form array, recorded dtype, parent chunk ids, row bytes."""
+
+    arr: np.ndarray
+    dtype: str
+    base: Sequence[int] | None = None
+    stride: int = 0
+
+
+class _Piece(NamedTuple):
+    data: memoryview
+    lane: int
+    stride: int
+    base: int | None
+
+
+class _NewChunk(NamedTuple):
+    digest: bytes
+    size: int
+    encoded: Future[tuple[chunkcodec.Encoded, int, int | None]]  # (encoding, depth, base cid)
+
+
 class BlobStore:
     """Chunk reads and writes over one connection; thread pool created lazily and reused."""
 
@@ -67,6 +119,9 @@ class BlobStore:
         self.conn = conn
         self.chunk_size = chunk_size
         self._pool: ThreadPoolExecutor | None = None
+        #: Called with the cids of stub chunks (codec 15, "not fetched yet") before they are read;
+        #: it must replace them with real chunks. Set by the remote module for lazy clones.
+        self.fetch_missing: Callable[[list[int]], None] | None = None
 
     @property
     def pool(self) -> ThreadPoolExecutor:
@@ -87,20 +142,128 @@ class BlobStore:
         size = max(unit, self.chunk_size - self.chunk_size % unit)
         return [flat[i : i + size] for i in range(0, len(flat), size)]
 
-    def put(self, arr: np.ndarray, dtype: str) -> StoredTensor:
-        """Store a C-contiguous little-endian array's bytes; return where they live."""
-        flat = memoryview(arr.reshape(-1).view(np.uint8).data) if arr.size else memoryview(b"")
-        itemsize = arr.dtype.itemsize
-        pieces = self._pieces(flat, itemsize, 0)
-        hashes: list[bytes] = []
-        cids: list[int] = []
-        for window in _windows(pieces, WINDOW):
-            window_hashes = (
-                list(self.pool.map(_sha256, window)) if len(window) > 1 else [_sha256(p) for p in window]
+    def put(
+        self,
+        arr: np.ndarray,
+        dtype: str,
+        *,
+        base: Sequence[int] | None = None,
+        stride: int = 0,
+    ) -> StoredTensor:
+        """Store a C-contiguous little-endian array's bytes; return where they live.
+
+        Args:
+            arr: the array in storage form (tensors.to_storage).
+            dtype: the dtype string to record (the original byte order).
+            base: chunk ids of the same tensor in the parent version (same dtype and shape):
+                chunk i may be stored as a delta against base[i] when that is smaller.
+            stride: row size in bytes for per-step series: chunks are cut at row boundaries
+                and may be stored as row-to-row deltas when that is smaller.
+        """
+        return self.put_many([PutItem(arr, dtype, base, stride)])[0]
+
+    def put_many(self, items: Sequence[PutItem]) -> list[StoredTensor]:
+        """put() for several tensors in one pipeline (a model's tensors share the windows)."""
+        pieces: list[_Piece] = []
+        spans: list[tuple[int, int]] = []
+        for item in items:
+            arr = item.arr
+            flat = memoryview(arr.reshape(-1).view(np.uint8).data) if arr.size else memoryview(b"")
+            lane = chunkcodec.lane_size(arr.dtype)
+            cut = self._pieces(flat, arr.dtype.itemsize, item.stride)
+            bases = item.base if item.base is not None and len(item.base) == len(cut) else None
+            spans.append((len(pieces), len(pieces) + len(cut)))
+            pieces.extend(
+                _Piece(piece, lane, item.stride, bases[i] if bases is not None else None)
+                for i, piece in enumerate(cut)
             )
-            cids.extend(self.store_chunks(window, window_hashes, itemsize))
+        if sum(len(p.data) for p in pieces) <= INLINE_BYTES:
+            hashes = [_sha256(p.data) for p in pieces]
+            cids = self._put_inline(pieces, hashes)
+        else:
+            hashes, cids = self._put_pipelined(pieces)
+        return [
+            StoredTensor(
+                item.dtype, tuple(item.arr.shape), item.arr.nbytes, tuple(hashes[a:b]), tuple(cids[a:b])
+            )
+            for item, (a, b) in zip(items, spans, strict=True)
+        ]
+
+    def _put_inline(self, pieces: Sequence[_Piece], hashes: Sequence[bytes]) -> list[int]:
+        """Small tensors: everything on the calling thread, one transaction if anything is new."""
+        known = self._lookup(hashes)
+        new: dict[bytes, _NewChunk] = {}
+        for digest, piece in zip(hashes, pieces, strict=True):
+            if digest in known or digest in new:
+                continue
+            done: Future[tuple[chunkcodec.Encoded, int, int | None]] = Future()
+            done.set_result(_encode_piece(piece.data, piece.lane, piece.stride, self._base_chain(piece)))
+            new[digest] = _NewChunk(digest, len(piece.data), done)
+        if new:
+            known.update(self._insert(list(new.values())))
+        return self._cids_of(hashes, known)
+
+    def _put_pipelined(self, pieces: Sequence[_Piece]) -> tuple[list[bytes], list[int]]:
+        """Hash window k+1 and encode window k on the pool while window k-1 is inserted."""
+        pool = self.pool
+        windows = list(_windows(pieces))
+        hashes: list[bytes] = []
+        known: dict[bytes, int] = {}
+        inflight: set[bytes] = set()
+        previous: list[_NewChunk] = []
+        hashing = [pool.submit(_sha256, p.data) for p in windows[0]]
+        for k, window in enumerate(windows):
+            window_hashes = [f.result() for f in hashing]
+            if k + 1 < len(windows):
+                hashing = [pool.submit(_sha256, p.data) for p in windows[k + 1]]
             hashes.extend(window_hashes)
-        return StoredTensor(dtype, tuple(arr.shape), arr.nbytes, tuple(hashes), tuple(cids))
+            known.update(self._lookup([h for h in window_hashes if h not in known and h not in inflight]))
+            current: list[_NewChunk] = []
+            for digest, piece in zip(window_hashes, window, strict=True):
+                if digest in known or digest in inflight:
+                    continue
+                inflight.add(digest)
+                chain = self._base_chain(piece)
+                fut = pool.submit(_encode_piece, piece.data, piece.lane, piece.stride, chain)
+                current.append(_NewChunk(digest, len(piece.data), fut))
+            if previous:
+                known.update(self._insert(previous))
+            previous = current
+        if previous:
+            known.update(self._insert(previous))
+        return hashes, self._cids_of(hashes, known)
+
+    def _cids_of(self, hashes: Sequence[bytes], known: dict[bytes, int]) -> list[int]:
+        missing = [h for h in hashes if h not in known]
+        if missing:  # inserted concurrently by another writer (our INSERT was ignored)
+            known.update(self._lookup(missing))
+        if any(h not in known for h in missing):
+            raise MvcdbError("chunks vanished during the write (a concurrent gc?); write again")
+        return [known[h] for h in hashes]
+
+    def _insert(self, new: Sequence[_NewChunk]) -> dict[bytes, int]:
+        """Insert encoded chunks in one short transaction; return hash -> cid of those we wrote."""
+        results = [(n, *n.encoded.result()) for n in new]
+        written: dict[bytes, int] = {}
+        with write_transaction(self.conn):
+            for n, enc, depth, base_cid in results:
+                cur = self.conn.execute(
+                    "INSERT OR IGNORE INTO chunks (hash, size, codec, itemsize, stride, base, depth, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        n.digest,
+                        n.size,
+                        enc.codec,
+                        enc.itemsize,
+                        enc.stride,
+                        base_cid,
+                        depth,
+                        enc.payload,
+                    ),
+                )
+                if cur.rowcount == 1 and cur.lastrowid is not None:
+                    written[n.digest] = cur.lastrowid
+        return written
 
     def _lookup(self, hashes: Sequence[bytes]) -> dict[bytes, int]:
         found: dict[bytes, int] = {}
@@ -110,70 +273,165 @@ class BlobStore:
             found.update(self.conn.execute(f"SELECT hash, cid FROM chunks WHERE hash IN ({marks})", part))
         return found
 
+    def _base_chain(self, piece: _Piece) -> Chain | None:
+        """The chain a delta of piece against its base would need, or None if there is no usable
+        base (none, another size, at the depth bound, or not fetched yet)."""
+        if piece.base is None or len(piece.data) < MIN_DELTA:
+            return None
+        rows = self._rows([piece.base])
+        row = rows.get(piece.base)
+        if row is None or row.size != len(piece.data) or row.depth >= MAX_DELTA_DEPTH:
+            return None
+        chain = self._chain(row, rows)
+        if any(r.codec == chunkcodec.STUB for r in chain):
+            return None
+        return [(r, self._payload(r.cid)) for r in chain]
+
     def store_chunks(self, pieces: Sequence[memoryview], hashes: Sequence[bytes], itemsize: int) -> list[int]:
         """Insert the raw pieces not yet stored (one short transaction); return every piece's cid.
 
-        hashes[i] must be the SHA-256 of pieces[i]; merge and remotes use this to add chunks.
+        hashes[i] must be the SHA-256 of pieces[i]; merge and remotes use this to add chunks
+        (stored with a plain encoding: byte planes of itemsize-wide lanes, or zstd).
         """
+        lane = itemsize if itemsize in (1, 2, 4, 8) else 1
         known = self._lookup(hashes)
         todo: dict[bytes, memoryview] = {}
         for digest, piece in zip(hashes, pieces, strict=True):
             if digest not in known and digest not in todo:
                 todo[digest] = piece
         if todo:
-
-            def encode(piece: memoryview) -> chunkcodec.Encoded:
-                return chunkcodec.encode(piece, itemsize)
-
-            encoded = (
-                list(self.pool.map(encode, todo.values()))
-                if len(todo) > 1
-                else [encode(p) for p in todo.values()]
-            )
-            with write_transaction(self.conn):
-                self.conn.executemany(
-                    "INSERT OR IGNORE INTO chunks (hash, size, codec, itemsize, data) VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (digest, len(piece), enc.codec, enc.itemsize, enc.payload)
-                        for (digest, piece), enc in zip(todo.items(), encoded, strict=True)
-                    ],
-                )
-            known.update(self._lookup(list(todo)))
-        return [known[d] for d in hashes]
+            new = [
+                _NewChunk(digest, len(piece), self.pool.submit(_encode_piece, piece, lane, 0, None))
+                for digest, piece in todo.items()
+            ]
+            known.update(self._insert(new))
+        return self._cids_of(hashes, known)
 
     # -- reading -------------------------------------------------------------------------------
 
+    def _rows(self, cids: Sequence[int]) -> dict[int, ChunkRow]:
+        """Rows (no payload) of the given chunks and, recursively, of their delta bases."""
+        rows: dict[int, ChunkRow] = {}
+        todo = sorted(set(cids))
+        while todo:
+            for i in range(0, len(todo), 50_000):
+                part = todo[i : i + 50_000]
+                for r in self.conn.execute(
+                    "SELECT cid, hash, size, codec, itemsize, stride, base, depth FROM chunks"
+                    " WHERE cid IN (SELECT value FROM json_each(?))",
+                    (json.dumps(part),),
+                ):
+                    rows[r[0]] = ChunkRow(*r)
+            todo = sorted({r.base for r in rows.values() if r.base is not None and r.base not in rows})
+        return rows
+
+    def _chain(self, row: ChunkRow, rows: dict[int, ChunkRow]) -> list[ChunkRow]:
+        """row and its bases, the chain head first; IntegrityError on a broken or cyclic chain."""
+        chain = [row]
+        while (base_cid := chain[-1].base) is not None:
+            base = rows.get(base_cid)
+            if base is None:
+                raise IntegrityError(f"chunk {chain[-1].cid} is a delta against a missing chunk")
+            if len(chain) > MAX_DELTA_DEPTH + 64:
+                raise IntegrityError(f"chunk {row.cid} has a cyclic or overlong delta chain")
+            chain.append(base)
+        return chain[::-1]
+
+    def _payload(self, cid: int) -> bytes:
+        """A chunk's stored bytes, read through the incremental blob API (no SELECT copy)."""
+        try:
+            with self.conn.blobopen("chunks", "data", cid, readonly=True) as blob:
+                data: bytes = blob.read()
+                return data
+        except AttributeError:  # Python 3.10: no blobopen
+            row = self.conn.execute("SELECT data FROM chunks WHERE cid = ?", (cid,)).fetchone()
+            return bytes(row[0])
+
+    def _rows_fetched(self, cids: Sequence[int]) -> dict[int, ChunkRow]:
+        """_rows, after asking fetch_missing to replace any stub chunk (lazy clones)."""
+        rows = self._rows(cids)
+        missing = [c for c in cids if c not in rows]
+        if missing:
+            raise IntegrityError(f"chunk {missing[0]} is missing from the database")
+        stubs = sorted(r.cid for r in rows.values() if r.codec == chunkcodec.STUB)
+        if stubs and self.fetch_missing is not None:
+            self.fetch_missing(stubs)
+            rows = self._rows(cids)
+            stubs = sorted(r.cid for r in rows.values() if r.codec == chunkcodec.STUB)
+        if stubs:
+            raise MvcdbError(
+                f"{len(stubs)} chunk(s) of this data were not fetched yet (a lazy clone); "
+                "fetch them from the remote first"
+            )
+        return rows
+
     def read_into(self, cids: Sequence[int], out: np.ndarray) -> None:
         """Decode the chunks in order into out (flat uint8), verifying every chunk's hash."""
-        offset = 0
-        pending: deque[Future[None]] = deque()
+        self.read_many([(cids, out)])
+
+    def read_many(self, jobs: Sequence[tuple[Sequence[int], np.ndarray]]) -> None:
+        """read_into for several (cids, out) pairs in one pipeline, so a model made of many
+        one-chunk tensors still keeps every core busy. Chunks below INLINE_DECODE bytes are
+        decoded on the calling thread (handing them to the pool costs more than decoding)."""
+        rows = self._rows_fetched([cid for cids, _ in jobs for cid in cids])
+        pending: deque[Future[np.ndarray]] = deque()
+        bases: OrderedDict[int, Future[np.ndarray]] = OrderedDict()
+        pool = self.pool
         try:
-            for cid in cids:
-                row = self.conn.execute(
-                    "SELECT hash, size, codec, itemsize, data FROM chunks WHERE cid = ?", (cid,)
-                ).fetchone()
-                if row is None:
-                    raise IntegrityError(f"chunk {cid} is missing from the database")
-                digest, size, codec, itemsize, payload = row
-                if offset + size > len(out):
-                    raise IntegrityError("a tensor's chunks hold more bytes than its manifest says")
-                dest = out[offset : offset + size]
-                offset += size
-                pending.append(
-                    self.pool.submit(_decode_verify, cid, digest, codec, itemsize, payload, size, dest)
-                )
-                while len(pending) > 2 * _pool_size():
-                    pending.popleft().result()
+            for cids, out in jobs:
+                offset = 0
+                for cid in cids:
+                    row = rows[cid]
+                    if offset + row.size > len(out):
+                        raise IntegrityError("a tensor's chunks hold more bytes than its manifest says")
+                    dest = out[offset : offset + row.size]
+                    offset += row.size
+                    base = self._base_future(row, rows, bases) if row.base is not None else None
+                    if base is None and row.size < INLINE_DECODE:
+                        _decode_one(row, self._payload(cid), dest, None)
+                        continue
+                    pending.append(pool.submit(_decode_verify, row, self._payload(cid), dest, base))
+                    while len(pending) > _pool_size() + 1:
+                        pending.popleft().result()
+                if offset != len(out):
+                    raise IntegrityError(
+                        f"a tensor's chunks hold {offset} bytes but its manifest says {len(out)}"
+                    )
             while pending:
                 pending.popleft().result()
         finally:
             for fut in pending:
                 fut.cancel()
-        if offset != len(out):
-            raise IntegrityError(f"a tensor's chunks hold {offset} bytes but its manifest says {len(out)}")
+            for base_fut in bases.values():
+                base_fut.cancel()
+
+    def _base_future(
+        self, row: ChunkRow, rows: dict[int, ChunkRow], cache: OrderedDict[int, Future[np.ndarray]]
+    ) -> Future[np.ndarray]:
+        """The decoded raw bytes of row's base, submitted (after its own base) if not cached.
+
+        Tasks only ever wait for tasks submitted before them, so the FIFO pool cannot deadlock.
+        """
+        base_cid = row.base
+        assert base_cid is not None
+        fut = cache.get(base_cid)
+        if fut is not None:
+            cache.move_to_end(base_cid)
+            return fut
+        base_row = rows.get(base_cid)
+        if base_row is None:
+            raise IntegrityError(f"chunk {row.cid} is a delta against a missing chunk")
+        if base_row.depth >= row.depth:
+            raise IntegrityError(f"chunk {row.cid} has a cyclic delta chain")
+        below = self._base_future(base_row, rows, cache) if base_row.base is not None else None
+        fut = self.pool.submit(_decode_fresh, base_row, self._payload(base_cid), below)
+        cache[base_cid] = fut
+        while len(cache) > BASE_CACHE:
+            cache.popitem(last=False)
+        return fut
 
     def read_chunk(self, cid: int) -> bytes:
-        """The raw bytes of one chunk, verified."""
+        """The raw bytes of one chunk (delta chunks decoded against their base), verified."""
         row = self.conn.execute("SELECT size FROM chunks WHERE cid = ?", (cid,)).fetchone()
         if row is None:
             raise IntegrityError(f"chunk {cid} is missing from the database")
@@ -182,17 +440,67 @@ class BlobStore:
         return out.tobytes()
 
 
+def _encode_piece(
+    piece: memoryview, lane: int, stride: int, chain: Chain | None
+) -> tuple[chunkcodec.Encoded, int, int | None]:
+    """The smallest encoding of one piece: plain, row-delta (stride), or delta against the chain's
+    last chunk. Returns (encoding, delta depth, base cid); runs on the pool."""
+    plain = chunkcodec.encode(piece, lane)
+    rows = chunkcodec.encode_rows(piece, lane, stride) if stride else None
+    delta = None
+    if chain is not None:
+        try:
+            base_raw = _decode_chain(chain)
+        except IntegrityError:  # a damaged parent must not stop the child from being stored
+            chain = None
+        else:
+            delta = chunkcodec.encode_delta(piece, base_raw, lane)
+    best = chunkcodec.smallest(plain, rows, delta)
+    if best is delta and chain is not None:
+        top = chain[-1][0]
+        return best, top.depth + 1, top.cid
+    return best, 0, None
+
+
+def _decode_chain(chain: Chain) -> np.ndarray:
+    """Decode a chain head-first, verifying each chunk; return the raw bytes of its last chunk."""
+    raw: np.ndarray | None = None
+    for row, payload in chain:
+        raw = _decode_one(row, payload, np.empty(row.size, dtype=np.uint8), raw)
+    assert raw is not None
+    return raw
+
+
+def _decode_fresh(row: ChunkRow, payload: bytes, below: Future[np.ndarray] | None) -> np.ndarray:
+    return _decode_one(row, payload, np.empty(row.size, dtype=np.uint8), below.result() if below else None)
+
+
 def _decode_verify(
-    cid: int, digest: bytes, codec: int, itemsize: int, payload: bytes, size: int, dest: np.ndarray
-) -> None:
+    row: ChunkRow, payload: bytes, dest: np.ndarray, base: Future[np.ndarray] | None
+) -> np.ndarray:
+    return _decode_one(row, payload, dest, base.result() if base is not None else None)
+
+
+def _decode_one(row: ChunkRow, payload: bytes, dest: np.ndarray, base: np.ndarray | None) -> np.ndarray:
+    """Decode one chunk into dest and check it against its hash (IntegrityError otherwise)."""
     try:
-        chunkcodec.decode_into(codec, itemsize, payload, size, dest)
+        chunkcodec.decode_into(row.codec, row.itemsize, payload, row.size, dest, base=base, stride=row.stride)
     except DecodeError as exc:
-        raise IntegrityError(f"chunk {cid} is corrupt: {exc}") from None
-    if hashlib.sha256(dest.data).digest() != digest:
-        raise IntegrityError(f"chunk {cid} does not match its hash (the file was damaged)")
+        raise IntegrityError(f"chunk {row.cid} is corrupt: {exc}") from None
+    if hashlib.sha256(dest.data).digest() != row.hash:
+        raise IntegrityError(f"chunk {row.cid} does not match its hash (the file was damaged)")
+    return dest
 
 
-def _windows(items: Sequence[memoryview], size: int) -> Iterator[Sequence[memoryview]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def _windows(pieces: Sequence[_Piece]) -> Iterator[list[_Piece]]:
+    """Consecutive runs of pieces of about WINDOW_BYTES each (at most 1024 pieces)."""
+    window: list[_Piece] = []
+    size = 0
+    for piece in pieces:
+        window.append(piece)
+        size += len(piece.data)
+        if size >= WINDOW_BYTES or len(window) >= 1024:
+            yield window
+            window, size = [], 0
+    if window:
+        yield window

@@ -2,7 +2,9 @@
 
 A file is only ever written to once it is known to be mvcdb's own (or brand new): foreign and
 broken files are refused before any pragma that could change them. Writers use `BEGIN IMMEDIATE`
-so the write lock is taken up front and SQLITE_BUSY is retried with backoff, never shown to users.
+so the write lock is taken up front; SQLITE_BUSY (at BEGIN, at COMMIT, while switching journal
+modes, while another process recovers the WAL) is retried with jittered exponential backoff up to
+$MVCDB_BUSY_TIMEOUT seconds, so "database is locked" never reaches users as a raw SQLite error.
 """
 
 from __future__ import annotations
@@ -11,16 +13,21 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import BusyError, MvcdbError, NotAnMvcdbFileError, ReadOnlyError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 #: 'mvcd' — written to PRAGMA application_id so other tools (and we) can tell the file apart.
 APPLICATION_ID = 0x6D766364
-PAGE_SIZE = 65536
+PAGE_SIZE = 32768
+#: How long close() waits for other processes before leaving the checkpoint to the last closer.
+CHECKPOINT_WAIT_MS = 2000
+
+T = TypeVar("T")
 
 
 def busy_timeout_seconds() -> float:
@@ -33,7 +40,7 @@ def busy_timeout_seconds() -> float:
 
 def journal_mode() -> str:
     """WAL (default), or DELETE when $MVCDB_JOURNAL=delete (for network shares; see README)."""
-    return "DELETE" if os.environ.get("MVCDB_JOURNAL", "wal").lower() == "delete" else "WAL"
+    return "DELETE" if os.environ.get("MVCDB_JOURNAL", "wal").strip().lower() == "delete" else "WAL"
 
 
 def default_path() -> Path:
@@ -42,7 +49,11 @@ def default_path() -> Path:
 
 
 def sniff(path: Path) -> str:
-    """Classify a path without writing: 'missing', 'empty', 'sqlite', or raise for foreign bytes."""
+    """Classify a path without writing: 'missing', 'empty', 'sqlite', or raise for foreign bytes.
+
+    Besides the magic header this catches truncated files (shorter than the page count the header
+    declares), which SQLite itself would open and only fail on later, deep inside a query.
+    """
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -62,20 +73,85 @@ def sniff(path: Path) -> str:
         raise NotAnMvcdbFileError(f"{path} is not an mvcdb database (not a SQLite file)")
     if len(header) < 100:
         raise NotAnMvcdbFileError(f"{path} is not an mvcdb database (truncated SQLite header)")
+    expected = declared_size(header)
+    if expected is not None and size < expected and _still_short(path, expected):
+        raise NotAnMvcdbFileError(
+            f"{path} is truncated: {size} bytes, but its header declares {expected}"
+            " (an incomplete copy or download?)"
+        )
     return "sqlite"
 
 
+def _still_short(path: Path, expected: int) -> bool:
+    """Whether the file stays shorter than its header says (not just a writer growing it now).
+
+    A checkpoint or commit writes page 1 (the header) before the pages that grow the file; while
+    one runs, its -wal or -journal holds data. Only a file that stays short with no such
+    companion counts as truncated.
+    """
+    for attempt in range(4):
+        busy = any(
+            Path(f"{path}{suffix}").exists() and Path(f"{path}{suffix}").stat().st_size > 0
+            for suffix in ("-wal", "-journal")
+        )
+        if not busy and attempt > 0:
+            return path.stat().st_size < expected
+        if path.stat().st_size >= expected:
+            return False
+        time.sleep(0.05 * (attempt + 1))
+    return False  # a writer is active: let SQLite (which knows about its WAL) judge the file
+
+
+def declared_size(header: bytes) -> int | None:
+    """The database size the 100-byte SQLite header declares, or None when it is not valid.
+
+    The in-header page count (offset 28) is trusted only when the 'version-valid-for' number
+    (offset 92) equals the change counter (offset 24), as SQLite itself does.
+    """
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    if page_size < 512 or page_size & (page_size - 1) or pages == 0:
+        return None
+    if header[24:28] != header[92:96]:
+        return None
+    return pages * page_size
+
+
 def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    """Open a connection in autocommit mode (transactions are explicit); readonly via mode=ro."""
-    uri = path.resolve().as_uri() + ("?mode=ro" if readonly else "")
+    """Open a connection in autocommit mode (transactions are explicit).
+
+    Read-only connections to mvcdb's own files in a writable place are ordinary connections with
+    `PRAGMA query_only` (writes fail with SQLITE_READONLY), so that closing the last one folds
+    and removes the -wal/-shm files as usual; a `mode=ro` connection would leave them behind after
+    every browse. Anything else read-only (foreign files, read-only files or directories) gets
+    `mode=ro`, which cannot write a byte.
+    """
+    query_only = readonly and _ours_and_writable(path)
+    mode = "?mode=rw" if query_only else "?mode=ro" if readonly else ""
+    uri = path.resolve().as_uri() + mode
     try:
         conn = sqlite3.connect(
             uri, uri=True, isolation_level=None, check_same_thread=False, timeout=busy_timeout_seconds()
         )
+        if query_only:
+            conn.execute("PRAGMA query_only = ON")
+        with_retry(lambda: conn.execute("PRAGMA foreign_keys = ON"))
     except sqlite3.OperationalError as exc:
         raise MvcdbError(f"cannot open {path}: {exc}") from None
-    conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+def _ours_and_writable(path: Path) -> bool:
+    """Whether the header carries mvcdb's application_id and both file and directory are writable."""
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(100)
+    except OSError:
+        return False
+    if len(header) < 100 or int.from_bytes(header[68:72], "big") != APPLICATION_ID:
+        return False
+    return os.access(path, os.W_OK) and os.access(path.resolve().parent, os.W_OK)
 
 
 def connect_immutable(path: Path) -> sqlite3.Connection:
@@ -87,28 +163,75 @@ def connect_immutable(path: Path) -> sqlite3.Connection:
 
 
 def tune(conn: sqlite3.Connection, *, readonly: bool) -> None:
-    """Pragmas for an mvcdb file we own: WAL, NORMAL sync, big mmap and cache."""
+    """Pragmas for an mvcdb file we own: WAL (or DELETE), NORMAL sync, big mmap and cache.
+
+    Switching journal mode needs a moment of exclusive access; when many processes open a new
+    file at once they queue for it here (busy retries), and whoever comes last finds it done.
+    """
     if not readonly:
         wanted = journal_mode()
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        if mode.upper() != wanted:
-            with_retry(lambda: conn.execute(f"PRAGMA journal_mode = {wanted}"))
+        mode = with_retry(lambda: conn.execute("PRAGMA journal_mode").fetchone()[0])
+        if str(mode).upper() != wanted:
+            with_retry(lambda: _set_journal_mode(conn, wanted))
         conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA mmap_size = 1073741824")
     conn.execute("PRAGMA cache_size = -65536")
     conn.execute("PRAGMA temp_store = MEMORY")
 
 
+def _set_journal_mode(conn: sqlite3.Connection, wanted: str) -> None:
+    got = str(conn.execute(f"PRAGMA journal_mode = {wanted}").fetchone()[0]).upper()
+    if got != wanted:
+        # SQLite answers with the unchanged mode instead of an error when others hold the file
+        raise sqlite3.OperationalError(f"database is locked (journal mode stayed {got})")
+
+
+def checkpoint(conn: sqlite3.Connection) -> bool:
+    """Fold the WAL back into the main file (TRUNCATE) if no other process is busy with it.
+
+    Waits at most CHECKPOINT_WAIT_MS: with other writers active the last one to close does it.
+    Returns True when the WAL was fully checkpointed.
+    """
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
+    except sqlite3.Error:
+        return False
+    finally:
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_seconds() * 1000)}")
+        except sqlite3.Error:
+            pass
+
+
 def is_busy(exc: sqlite3.OperationalError) -> bool:
     """True for 'database is locked' / 'database is busy' errors that are worth retrying."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED and extended codes
+        return True
     text = str(exc).lower()
-    return "locked" in text or "busy" in text
+    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
 
 
-def with_retry(fn, *, timeout: float | None = None):  # type: ignore[no-untyped-def]
-    """Call fn(), retrying with jittered backoff while SQLite reports the database busy."""
+def is_readonly(exc: sqlite3.OperationalError) -> bool:
+    """True for SQLITE_READONLY ('attempt to write a readonly database')."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == 8:
+        return True
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text
+
+
+def with_retry(
+    fn: Callable[[], T], *, timeout: float | None = None, first_delay: float = 0.002, max_delay: float = 0.25
+) -> T:
+    """Call fn(), retrying with jittered exponential backoff while SQLite reports the file busy.
+
+    Bounded: after `timeout` seconds (default $MVCDB_BUSY_TIMEOUT) a BusyError says what to do.
+    """
     deadline = time.monotonic() + (busy_timeout_seconds() if timeout is None else timeout)
-    delay = 0.002
+    delay = first_delay
     while True:
         try:
             return fn()
@@ -121,22 +244,58 @@ def with_retry(fn, *, timeout: float | None = None):  # type: ignore[no-untyped-
                     "(set MVCDB_BUSY_TIMEOUT to wait longer)"
                 ) from None
             time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.25)
+            delay = min(delay * 2, max_delay)
+
+
+def _begin_polling(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, polling for the write lock every few milliseconds.
+
+    SQLite's own busy handler backs off to 25-100 ms sleeps, so with many writers queueing for
+    millisecond-long transactions the lock can sit free while everyone sleeps. Polling with short
+    jittered sleeps (0.5-10 ms) hands it over sooner; the total wait stays bounded.
+    """
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        with_retry(lambda: conn.execute("BEGIN IMMEDIATE"), first_delay=0.0005, max_delay=0.01)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_seconds() * 1000)}")
 
 
 @contextmanager
 def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A short BEGIN IMMEDIATE … COMMIT; rolls back on any error, retries the lock while busy."""
+    """A short BEGIN IMMEDIATE … COMMIT; rolls back on any error, retries the lock while busy.
+
+    COMMIT itself may report busy (a rollback-journal file with readers, or a checkpoint in the
+    way); SQLite keeps the transaction open then, so retrying the COMMIT is safe. Nested inside
+    another write transaction it simply joins it (the outer one commits or rolls back).
+    """
+    if conn.in_transaction:
+        yield conn
+        return
     try:
-        with_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+        _begin_polling(conn)
     except sqlite3.OperationalError as exc:
-        if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
+        if is_readonly(exc):
             raise ReadOnlyError("the database is open read-only; it cannot be written") from None
         raise
     try:
         yield conn
         with_retry(lambda: conn.execute("COMMIT"))
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        _rollback(conn)
+        if is_readonly(exc):
+            raise ReadOnlyError(
+                "the database cannot be written (read-only file, directory or media)"
+            ) from None
         raise
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the connection is unusable anyway; the error that got us here matters

@@ -10,6 +10,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +22,7 @@ from . import recording, schema
 from .author import current_author
 from .blobstore import BlobStore
 from .connection import (
+    checkpoint,
     connect,
     connect_immutable,
     default_path,
@@ -28,7 +30,7 @@ from .connection import (
     tune,
     write_transaction,
 )
-from .errors import MvcdbError, NotAnMvcdbFileError, ReadOnlyError, RefError
+from .errors import IntegrityError, MvcdbError, NotAnMvcdbFileError, ReadOnlyError, RefError
 from .manifest import encode as encode_manifest
 from .manifest import version_id
 from .models import TagMove, TensorInfo, Version, load_versions, tensor_infos
@@ -44,9 +46,13 @@ if TYPE_CHECKING:
     from .lineage import LineageTree
     from .maintenance import GcReport, Stats, VerifyReport
     from .merge import MergeReport
+    from .remote.transfer import TransferReport
 
 #: progress(done, total, what): called by long operations (verify, gc, merge, export).
 ProgressCallback = Callable[[int, int, str], None]
+
+#: Versions with at most this many bytes of tensors are written in a single transaction.
+SMALL_RECORD_BYTES = 1 << 20
 
 #: What may name a parent: a ref string or a Version.
 ParentRef = Union[str, Version]
@@ -117,6 +123,10 @@ class Database:
             raise MvcdbError("chunk_size must be between 4 KiB and 512 MiB")
         self.store = BlobStore(self.conn, self.chunk_size)
         self._closed = False
+        if meta.get("lazy_remote"):  # a lazy clone: restore fetches parameter chunks on demand
+            from .remote.transfer import attach_lazy_fetcher
+
+            attach_lazy_fetcher(self)
 
     def _open_connection(self, readonly: bool) -> sqlite3.Connection:
         conn = connect(self.path, readonly=readonly)
@@ -141,10 +151,7 @@ class Database:
         self._closed = True
         self.store.close()
         if not self.readonly:
-            try:
-                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                pass  # another process holds it open; the last one to close checkpoints
+            checkpoint(self.conn)  # waits briefly at most: with others busy, the last closer does it
         self.conn.close()
 
     def __enter__(self) -> Database:
@@ -261,6 +268,40 @@ class Database:
         parent_ids = [self._id_of(v) for v in parent_vids]
 
         base = parent_vids[0] if parent_vids else None
+        logical = sum(a.nbytes for a in arrays.values())
+        logical += sum(a.nbytes for a in (trajectory or {}).values())
+        # A small version is written in one transaction (one commit instead of two); a large one
+        # stores its chunks in short transactions first so other writers are never held up long.
+        with write_transaction(self.conn) if logical <= SMALL_RECORD_BYTES else nullcontext():
+            return self._store_and_insert(
+                model,
+                arrays,
+                trajectory,
+                trajectory_steps,
+                base=base,
+                parent_vids=parent_vids,
+                parent_ids=parent_ids,
+                message=message,
+                metric_values=metric_values,
+                meta_text=meta_text,
+                tag_names=tag_names,
+            )
+
+    def _store_and_insert(
+        self,
+        model: str,
+        arrays: Mapping[str, np.ndarray],
+        trajectory: Mapping[str, np.ndarray] | None,
+        trajectory_steps: Mapping[str, np.ndarray],
+        *,
+        base: int | None,
+        parent_vids: Sequence[int],
+        parent_ids: Sequence[str],
+        message: str,
+        metric_values: Mapping[str, float],
+        meta_text: str,
+        tag_names: Sequence[str],
+    ) -> Version:
         stored = recording.store_tensors(self.store, "param", arrays, base=base)
         if trajectory:
             stored.update(recording.store_tensors(self.store, "traj", trajectory, base=base))
@@ -300,14 +341,17 @@ class Database:
         return self.get(vid_hex)
 
     def _missing_chunks(self, tensors: Iterable[Any]) -> int:
-        cids = sorted({c for t in tensors for c in t.cids})
-        if not cids:
+        # compare hashes, not just ids: a cid freed by gc can be reused by another writer's chunk
+        pairs = {(c, h) for t in tensors for c, h in zip(t.cids, t.hashes, strict=True)}
+        if not pairs:
             return 0
-        found = self.conn.execute(
-            "SELECT count(*) FROM chunks WHERE cid IN (SELECT value FROM json_each(?))",
-            (json.dumps(cids),),
-        ).fetchone()[0]
-        return len(cids) - int(found)
+        found = dict(
+            self.conn.execute(
+                "SELECT cid, hash FROM chunks WHERE cid IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted({c for c, _ in pairs})),),
+            )
+        )
+        return sum(1 for c, h in pairs if found.get(c) != h)
 
     def run(
         self,
@@ -346,7 +390,8 @@ class Database:
             )
         )
 
-    def _read_tensor(self, vid: int, kind: str, name: str, dtype: str, shape: str, nbytes: int) -> np.ndarray:
+    def _tensor_job(self, vid: int, kind: str, name: str, nbytes: int) -> tuple[list[int], np.ndarray]:
+        """The chunk ids of one stored tensor and an uninitialised array to decode them into."""
         cids = [
             r[0]
             for r in self.conn.execute(
@@ -354,9 +399,18 @@ class Database:
                 (vid, kind, name),
             )
         ]
-        flat = np.empty(nbytes, dtype=np.uint8)
-        self.store.read_into(cids, flat)
-        return from_storage(flat, dtype, tuple(json.loads(shape)))
+        try:  # sizes come from the file: a hostile one must not crash us or exhaust memory
+            flat = np.empty(nbytes, dtype=np.uint8)
+        except (MemoryError, ValueError):
+            raise IntegrityError(f"{kind} {name!r} claims {nbytes} bytes: too large to restore") from None
+        return cids, flat
+
+    @staticmethod
+    def _as_tensor(kind: str, name: str, flat: np.ndarray, dtype: str, shape: str) -> np.ndarray:
+        try:
+            return from_storage(flat, dtype, tuple(json.loads(shape)))
+        except (ValueError, TypeError) as exc:
+            raise IntegrityError(f"{kind} {name!r}: dtype and shape do not fit its bytes ({exc})") from None
 
     def _read_kind(self, vid: int, kind: str, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         rows = self.conn.execute(
@@ -369,9 +423,10 @@ class Database:
             if unknown:
                 raise MvcdbError(f"no {'parameter' if kind == 'param' else 'series'} named {unknown[0]!r}")
             rows = [r for r in rows if r[0] in set(names)]
+        jobs = [(row, *self._tensor_job(vid, kind, row[0], row[3])) for row in rows]
+        self.store.read_many([(cids, flat) for _, cids, flat in jobs])  # one pipeline: all cores busy
         return {
-            name: self._read_tensor(vid, kind, name, dtype, shape, nbytes)
-            for name, dtype, shape, nbytes in rows
+            name: self._as_tensor(kind, name, flat, dtype, shape) for (name, dtype, shape, _), _, flat in jobs
         }
 
     def restore(
@@ -387,7 +442,7 @@ class Database:
         if into is not None:
             from .frameworks import load_into
 
-            load_into(into, params)
+            load_into(into, params, partial=names is not None)
         return params
 
     def trajectory(self, ref: ParentRef) -> dict[str, np.ndarray]:
@@ -427,6 +482,7 @@ class Database:
         where: str | Sequence[str] | None = None,
         order_by: str | None = None,
         limit: int | None = None,
+        offset: int = 0,
     ) -> list[Version]:
         """Versions matching every filter given, newest first unless order_by says otherwise.
 
@@ -437,6 +493,7 @@ class Database:
             order_by: "created_at", "metrics.NAME", "metadata.PATH", "model"; prefix '-' for
                 descending (metrics sort ascending by default: best loss first).
             limit: at most this many.
+            offset: skip this many first (paging, as the TUI does on scroll).
         """
         from .filters import select_vids
 
@@ -450,6 +507,7 @@ class Database:
             where=where,
             order_by=order_by,
             limit=limit,
+            offset=offset,
         )
         return load_versions(self.conn, vids)
 
@@ -626,3 +684,35 @@ class Database:
         from .merge import export
 
         return export(self, refs, path, progress=progress)
+
+    # -- team remotes (mvcdb/remote/) ------------------------------------------------------------
+
+    def push(
+        self,
+        remote: str | None,
+        refs: Iterable[str] | None = None,
+        *,
+        force: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> TransferReport:
+        """Send a PostgreSQL remote (name, URL, or None for origin) the versions, chunks and tags it lacks.
+
+        refs: what to push (with ancestors; tags named are pushed too), None = everything.
+        A remote tag moves only forward along the lineage unless force; refusals raise
+        PushRejectedError after everything else is pushed.
+        """
+        from .remote.transfer import push
+
+        return push(self, remote, refs, force=force, progress=progress)
+
+    def pull(
+        self,
+        remote: str | None,
+        refs: Iterable[str] | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> TransferReport:
+        """Copy in what a PostgreSQL remote (name or URL) has and this file lacks (refs: what)."""
+        from .remote.transfer import pull
+
+        return pull(self, remote, refs, progress=progress)

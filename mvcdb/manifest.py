@@ -142,9 +142,15 @@ def _check_size(dtype: str, shape: Sequence[int], nbytes: int) -> None:
     """dtype x shape must equal nbytes, and the dtype must be one mvcdb stores."""
     import numpy as np
 
-    try:
-        dt = np.dtype(dtype)
-    except (TypeError, ValueError):
-        raise DecodeError(f"invalid version manifest: unknown dtype {dtype!r}") from None
-    _expect(dt.kind in "biufc" and dt.fields is None and dt.subdtype is None, f"dtype {dtype!r} not numeric")
-    _expect(math.prod(shape) * dt.itemsize == nbytes, "tensor size does not match dtype and shape")
+    from .dtypes import EXTENSION_ITEMSIZE
+
+    itemsize = EXTENSION_ITEMSIZE.get(dtype)  # bfloat16, float8...: raw bits (mvcdb/dtypes.py)
+    if itemsize is None:
+        try:
+            dt = np.dtype(dtype)
+        except (TypeError, ValueError):
+            raise DecodeError(f"invalid version manifest: unknown dtype {dtype!r}") from None
+        numeric = dt.kind in "biufc" and dt.fields is None and dt.subdtype is None
+        _expect(numeric, f"dtype {dtype!r} not numeric")
+        itemsize = dt.itemsize
+    _expect(math.prod(shape) * itemsize == nbytes, "tensor size does not match dtype and shape")

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .blobstore import BlobStore, StoredTensor
+from .blobstore import MIN_DELTA, BlobStore, PutItem, StoredTensor
+from .dtypes import name_of
 from .errors import MvcdbError
 from .tensors import check_name, to_storage
 
@@ -68,10 +69,38 @@ def store_tensors(
 ) -> dict[tuple[str, str], StoredTensor]:
     """Store each array's bytes; key the results by (kind, name).
 
-    base is the local vid of the first parent: its tensor of the same kind and name is the
-    candidate for delta encoding (see blobstore / chunkcodec).
+    base is the local vid of the first parent: its tensor of the same kind, name, dtype and shape
+    is the candidate for delta encoding, chunk by chunk (only where a delta is smaller). Series
+    ('traj') are cut at row boundaries so per-step snapshots can be stored as row-to-row deltas.
     """
-    return {(kind, name): store.put(to_storage(arr), arr.dtype.str) for name, arr in arrays.items()}
+    worth = base is not None and any(a.nbytes >= MIN_DELTA for a in arrays.values())
+    parent = _parent_chunks(store.conn, kind, base) if base is not None and worth else {}
+    items: list[PutItem] = []
+    for name, arr in arrays.items():
+        data = to_storage(arr)
+        dtype = name_of(arr.dtype)  # numpy dtype.str, or an extension name (bfloat16, float8...)
+        shape = json.dumps(list(arr.shape))
+        found = parent.get(name)
+        base_cids = found[2] if found is not None and found[0] == dtype and found[1] == shape else None
+        rows = kind in ("traj", "traj_steps") and data.ndim >= 1 and len(data) > 1
+        stride = data.nbytes // len(data) if rows else 0
+        items.append(PutItem(data, dtype, base_cids, stride))
+    stored = store.put_many(items)
+    return {(kind, name): t for name, t in zip(arrays, stored, strict=True)}
+
+
+def _parent_chunks(conn: sqlite3.Connection, kind: str, vid: int) -> dict[str, tuple[str, str, list[int]]]:
+    """name -> (dtype, shape JSON, chunk ids) of every tensor of one kind in a version."""
+    found: dict[str, tuple[str, str, list[int]]] = {}
+    for name, dtype, shape in conn.execute(
+        "SELECT name, dtype, shape FROM tensors WHERE vid = ? AND kind = ?", (vid, kind)
+    ):
+        found[name] = (dtype, shape, [])
+    for name, cid in conn.execute(
+        "SELECT name, cid FROM tensor_chunks WHERE vid = ? AND kind = ? ORDER BY name, seq", (vid, kind)
+    ):
+        found[name][2].append(cid)
+    return found
 
 
 def insert_version(

@@ -8,7 +8,7 @@ without calling commit() commits what was logged (retraining is expensive: nothi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -43,11 +43,19 @@ class Run:
         self.tags = tuple(tags)
         self._steps: list[int] = []
         self._series: dict[str, Series] = {}
+        #: name -> its value list's append while every series is dense: log()'s fast path
+        self._fast: dict[str, Callable[[Any], None]] | None = None
         self.version: Version | None = None
         self._closed = False
 
     def log(self, step: int, /, **values: Any) -> None:
         """Record the values of one iteration (scalars or arrays). Cheap: memory only."""
+        fast = self._fast
+        if fast is not None and values.keys() == fast.keys():  # same names as last call, all dense
+            self._steps.append(step)
+            for name, value in values.items():
+                fast[name](value)
+            return
         steps = self._steps
         row = len(steps)
         steps.append(step)
@@ -68,6 +76,9 @@ class Run:
             for s in series.values():
                 if s.rows is None and len(s.values) != len(steps):
                     s.rows = list(range(len(s.values)))
+        # every series logged at every row so far, in this call's order: next time, append directly
+        dense = len(values) == len(series) and all(series[n].rows is None for n in values)
+        self._fast = {n: series[n].values.append for n in values} if dense else None
 
     def __len__(self) -> int:
         return len(self._steps)
@@ -76,14 +87,25 @@ class Run:
         self,
         params: Mapping[str, Any] | None = None,
         *,
+        model: Any = None,
         metrics: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         message: str | None = None,
         tags: Iterable[str] = (),
     ) -> Version:
-        """Store the logged trajectory with the final params/metrics as one new version."""
+        """Store the logged trajectory with the final params/metrics as one new version.
+
+        model= takes a framework object (PyTorch module or state_dict, Keras model, fitted
+        scikit-learn estimator) instead of params=.
+        """
         if self._closed:
             raise MvcdbError("this run was already committed")
+        if model is not None:
+            if params is not None:
+                raise MvcdbError("pass either params= or model=<framework object>, not both")
+            from .frameworks import params_from_object
+
+            params = params_from_object(model)
         for name in self._series:
             if name == "step":
                 raise MvcdbError("'step' is reserved for the step axis; log it under another name")

@@ -40,8 +40,12 @@ def _table_names(conn: sqlite3.Connection) -> list[str]:
 def classify(conn: sqlite3.Connection) -> str:
     """'new' for an empty database, 'mvcdb' for ours; raise NotAnMvcdbFileError otherwise."""
     try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        tables = _table_names(conn)
+        conn.execute("BEGIN")  # one snapshot: another process may be creating the schema right now
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = _table_names(conn)
+        finally:
+            conn.execute("ROLLBACK")
     except sqlite3.DatabaseError as exc:
         raise NotAnMvcdbFileError(f"not a readable SQLite database ({exc})") from None
     if app_id == APPLICATION_ID and "versions" in tables and "meta" in tables:

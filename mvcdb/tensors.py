@@ -15,6 +15,7 @@ import numpy as np
 
 from .dtypes import EXTENSION_ITEMSIZE, bits_dtype, extension_name, from_bits
 from .errors import MvcdbError
+from .frameworks import framework_of
 
 NUMERIC_KINDS = frozenset("biufc")
 MAX_NAME_LENGTH = 1024
@@ -51,7 +52,7 @@ def as_array(name: str, value: Any) -> np.ndarray:
             arr = np.asarray(value)
         except OverflowError:
             raise MvcdbError(f"parameter {name!r}: integer {value} does not fit in 64 bits") from None
-    elif type(value).__module__.startswith("torch"):  # a torch tensor: bf16/fp8 need bit views
+    elif framework_of(value) == "torch":  # a torch tensor: bf16/fp8 need bit views
         from .frameworks.torch import to_numpy
 
         arr = to_numpy(name, value)

@@ -14,6 +14,11 @@ def now_text() -> str:
 
 def parse_text(text: str) -> datetime:
     """Parse a timestamp written by now_text() back to an aware UTC datetime."""
+    if len(text) == 27 and text[10] == "T" and text[19] == "." and text[26] == "Z":
+        try:  # fromisoformat is ~20x faster than strptime (loading 100k versions: seconds)
+            return datetime.fromisoformat(text[:26]).replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
     return datetime.strptime(text, _FORMAT).replace(tzinfo=timezone.utc)
 
 

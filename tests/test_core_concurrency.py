@@ -34,8 +34,12 @@ def test_two_processes_recording_at_once_lose_nothing(tmp_path: Path) -> None:
     mvcdb.open(path).close()
     n = 40
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(path), who, str(n)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), who, str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for who in ("a", "b")
     ]
     for p in procs:

@@ -88,9 +88,13 @@ def test_file_is_tagged_with_application_id_and_schema_version(db: mvcdb.Databas
 
 
 def test_version_fields_and_content_id(db: mvcdb.Database) -> None:
-    v1 = db.record("linreg", {"m": 2.0}, metrics={"val_mse": 0.12, "nan": float("nan"), "inf": np.inf},
-                   metadata={"train_set": "a.csv", "val_set": "b.csv", "hyper": {"lr": np.float32(0.5)}},
-                   message="first")
+    v1 = db.record(
+        "linreg",
+        {"m": 2.0},
+        metrics={"val_mse": 0.12, "nan": float("nan"), "inf": np.inf},
+        metadata={"train_set": "a.csv", "val_set": "b.csv", "hyper": {"lr": np.float32(0.5)}},
+        message="first",
+    )
     assert len(v1.id) == 64 and v1.short_id == v1.id[:12]
     assert v1.model == "linreg" and v1.parents == () and v1.message == "first"
     assert v1.author == "tester"

@@ -36,8 +36,13 @@ SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_multi_gigabyte_tensor_round_trips_within_memory_bounds(tmp_path: Path) -> None:
     n = 1_500_000_000 // 4  # 1.5 GB of float32: past SQLite's 1 GB blob limit
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "big.db"), str(n)],
-                         capture_output=True, text=True, timeout=600, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "big.db"), str(n)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     result = json.loads(out.stdout)
     size_mb = n * 4 / 2**20
     assert result["ok"]

@@ -47,8 +47,9 @@ def test_full_id_prefix_tag_latest_and_ancestry(db: mvcdb.Database, chain: list[
         ("bad\nref", "invalid ref"),
     ],
 )
-def test_bad_refs_raise_ref_error(db: mvcdb.Database, chain: list[mvcdb.Version], ref: str,
-                                  message: str) -> None:
+def test_bad_refs_raise_ref_error(
+    db: mvcdb.Database, chain: list[mvcdb.Version], ref: str, message: str
+) -> None:
     with pytest.raises(mvcdb.RefError, match=message):
         db.resolve(ref)
 

@@ -20,8 +20,11 @@ NUMERIC_DTYPES = [
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal dtype (byte order included), shape and bytes — NaN payloads and -0.0 count."""
-    return a.dtype == b.dtype and a.dtype.str == b.dtype.str and a.shape == b.shape and (
-        np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+    return (
+        a.dtype == b.dtype
+        and a.dtype.str == b.dtype.str
+        and a.shape == b.shape
+        and (np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes())
     )
 
 
@@ -34,8 +37,11 @@ dtypes = st.sampled_from(NUMERIC_DTYPES).flatmap(
 def arrays(draw: st.DrawFn) -> np.ndarray:
     dtype = draw(dtypes)
     shape = draw(hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=7))
-    raw = draw(st.binary(min_size=dtype.itemsize * int(np.prod(shape)),
-                         max_size=dtype.itemsize * int(np.prod(shape))))
+    raw = draw(
+        st.binary(
+            min_size=dtype.itemsize * int(np.prod(shape)), max_size=dtype.itemsize * int(np.prod(shape))
+        )
+    )
     arr = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
     if draw(st.booleans()) and arr.ndim >= 1 and arr.shape[0] > 1:
         arr = arr[::2]  # non-contiguous view
@@ -51,10 +57,14 @@ def shared_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mvcdb.Databa
         yield db
 
 
-@given(params=st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), arrays(),
-                              min_size=1, max_size=4))
-def test_any_numeric_array_round_trips_bit_identical(shared_db: mvcdb.Database,
-                                                      params: dict[str, np.ndarray]) -> None:
+@given(
+    params=st.dictionaries(
+        st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), arrays(), min_size=1, max_size=4
+    )
+)
+def test_any_numeric_array_round_trips_bit_identical(
+    shared_db: mvcdb.Database, params: dict[str, np.ndarray]
+) -> None:
     v = shared_db.record("m", params)
     got = shared_db.restore(v.id)
     assert sorted(got) == sorted(params)
@@ -77,8 +87,15 @@ def test_special_float_values_keep_their_bits(db: mvcdb.Database) -> None:
 
 
 def test_python_numbers_scalars_and_empty_arrays(db: mvcdb.Database) -> None:
-    params = {"i": 3, "f": 2.5, "b": True, "c": 1 + 2j, "np0d": np.array(7, dtype=np.int16),
-              "empty": np.zeros((0, 3), dtype=np.float32), "e1": np.array([], dtype=np.uint8)}
+    params = {
+        "i": 3,
+        "f": 2.5,
+        "b": True,
+        "c": 1 + 2j,
+        "np0d": np.array(7, dtype=np.int16),
+        "empty": np.zeros((0, 3), dtype=np.float32),
+        "e1": np.array([], dtype=np.uint8),
+    }
     got = db.restore(db.record("m", params).id)
     assert got["i"].dtype == np.int64 and got["i"] == 3 and got["i"].shape == ()
     assert got["f"].dtype == np.float64 and got["f"] == 2.5

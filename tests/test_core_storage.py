@@ -15,8 +15,9 @@ def used_bytes(path: Path) -> int:
     conn = sqlite3.connect(path)
     try:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        page_size, pages, free = (conn.execute(f"PRAGMA {p}").fetchone()[0]
-                                  for p in ("page_size", "page_count", "freelist_count"))
+        page_size, pages, free = (
+            conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_size", "page_count", "freelist_count")
+        )
     finally:
         conn.close()
     return int(page_size * (pages - free))

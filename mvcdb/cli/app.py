@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -34,6 +35,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "merge": ("cmd_merge", "Copy in everything another mvcdb file has that this one lacks."),
     "export": ("cmd_export", "Write chosen versions and their ancestors to a bundle .db."),
     "tui": ("cmd_tui", "Browse, compare and restore versions in the terminal UI."),
+    "remote": ("cmd_remote", "Add, list or remove team remotes (PostgreSQL)."),
+    "push": ("cmd_push", "Send a remote the versions, chunks and tags it lacks."),
+    "pull": ("cmd_pull", "Copy in what a remote has that this file lacks."),
+    "clone": ("cmd_clone", "Create a new file from a remote (--lazy: no parameters)."),
 }
 
 
@@ -47,11 +52,22 @@ class LazyGroup(click.Group):
         entry = VERBS.get(cmd_name)
         if entry is None or not _module_exists(entry[0]):
             return None
-        if ctx.resilient_parsing or _only_listing(ctx):
+        if _only_listing(ctx) or (ctx.resilient_parsing and not ctx.meta.get("mvcdb.resolving")):
+            # listing verbs (--help, completing a verb name) needs only the one-line help
             return click.Command(cmd_name, help=entry[1], short_help=entry[1])
         module = importlib.import_module(f"mvcdb.cli.{entry[0]}")
         command: click.Command = module.command
         return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """Descending into a verb (to run it, or to complete its arguments) loads the real command."""
+        ctx.meta["mvcdb.resolving"] = True
+        try:
+            return super().resolve_command(ctx, args)
+        finally:
+            ctx.meta["mvcdb.resolving"] = False
 
 
 def _module_exists(module: str) -> bool:
@@ -72,8 +88,24 @@ class _Group(LazyGroup):
         finally:
             ctx.meta["mvcdb.listing"] = False
 
+    def main(  # type: ignore[override]
+        self,
+        args: list[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the CLI; in standalone mode every failure becomes one line on stderr and an exit code.
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+        Living here (not only in `main()`) makes click's CliRunner see exactly what a shell sees.
+        """
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        sys.exit(_run(lambda: super(_Group, self).main(args, prog_name, complete_var, False, **extra)))
+
+
+@click.group("mvcdb", cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
     "db_path",
@@ -98,33 +130,67 @@ def cli(ctx: click.Context, db_path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Console-script entry point: run the CLI, turning mvcdb errors into one-line messages."""
-    debug = os.environ.get("MVCDB_DEBUG", "") not in ("", "0")
+    """Console-script entry point: run the CLI (exits with 0, 1 on an error, 2 on bad usage)."""
+    return cli.main(args=argv, prog_name="mvcdb")
+
+
+def _debug() -> bool:
+    return os.environ.get("MVCDB_DEBUG", "") not in ("", "0")
+
+
+def fail(message: str, exit_code: int = 1) -> int:
+    """Print `mvcdb: error: MESSAGE` as one line on stderr and return the exit code to use."""
+    click.echo(f"mvcdb: error: {' '.join(str(message).split())}", err=True)
+    return exit_code
+
+
+def _run(invoke: Callable[[], Any]) -> int:
+    """Call the non-standalone click main and turn every outcome into an exit code."""
     try:
-        return cli.main(args=argv, prog_name="mvcdb", standalone_mode=False)
+        rv = invoke()
+        return rv if isinstance(rv, int) else 0  # click returns Exit's code, or the command's value
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()
+        return exc.exit_code
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "mvcdb"
+        return fail(f"{exc.format_message().rstrip('.')} (see '{where} --help')", exc.exit_code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
-        sys.exit(1)
+        return 1
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return fail(exc.format_message(), exc.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
-        sys.exit(130)
+        return 130
     except BrokenPipeError:
-        sys.exit(0)
+        _silence_stdout()
+        return 0
     except Exception as exc:  # noqa: BLE001 - the one place where errors become messages
-        if debug:
+        if _debug():
             raise
-        from mvcdb.errors import MvcdbError
+        return fail(_describe(exc))
 
-        if isinstance(exc, MvcdbError):
-            message = str(exc)
-        elif isinstance(exc, OSError):
-            message = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
-        else:
-            message = f"internal error ({type(exc).__name__}: {exc}); rerun with MVCDB_DEBUG=1"
-        click.echo(f"mvcdb: error: {' '.join(message.split())}", err=True)
-        sys.exit(1)
+
+def _describe(exc: Exception) -> str:
+    """The one-line message for an exception that escaped a verb."""
+    from mvcdb.errors import MvcdbError
+
+    if isinstance(exc, MvcdbError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    import sqlite3
+
+    if isinstance(exc, sqlite3.Error):
+        return f"SQLite: {exc}"
+    return f"internal error ({type(exc).__name__}: {exc}); rerun with MVCDB_DEBUG=1 to see where"
+
+
+def _silence_stdout() -> None:
+    """After the reader of a pipe went away (`mvcdb log | head`), drop further output quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass

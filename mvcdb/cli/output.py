@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import click
 
 
 def is_tty() -> bool:
+    """True when stdout is a terminal (rich formatting); False when piped (plain, parseable text)."""
     return sys.stdout.isatty()
 
 
@@ -76,3 +79,153 @@ def format_metric(value: float) -> str:
     if value == 0 or 1e-4 <= abs(value) < 1e6:
         return f"{value:.5g}"
     return f"{value:.3e}"
+
+
+#: cb(done, total, what): report progress; total is in the same unit as done (bytes or items).
+ProgressCallback = Callable[[int, int, str], None]
+
+
+def _no_progress(done: int, total: int, what: str) -> None:
+    """The callback used when stdout/stderr is piped: progress is not worth printing there."""
+
+
+@contextmanager
+def progress(description: str, *, unit: str = "bytes", delay: float = 0.3) -> Iterator[ProgressCallback]:
+    """A progress bar on a terminal, nothing when piped.
+
+    Yields ``cb(done, total, what)``; call it as work advances (``done`` and ``total`` in bytes
+    when ``unit == "bytes"``, else in items; ``what`` names the current piece, e.g. a tensor).
+    The bar is drawn on stderr (stdout stays clean for data) and only appears once the work has
+    taken longer than `delay` seconds, so quick operations do not flash a bar.
+
+    Args:
+        description: What is being done ("Restoring 3f2a…").
+        unit: "bytes" shows sizes and transfer speed; anything else shows counts.
+        delay: Seconds of work before the bar is drawn.
+    """
+    if not sys.stderr.isatty():
+        yield _no_progress
+        return
+    import time
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    amount = (
+        (DownloadColumn(binary_units=True), TransferSpeedColumn())
+        if unit == "bytes"
+        else (MofNCompleteColumn(),)
+    )
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        *amount,
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[what]}"),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task(description, total=None, what="")
+    started_at = time.monotonic()
+    shown = False
+
+    def cb(done: int, total: int, what: str = "") -> None:
+        nonlocal shown
+        bar.update(task, completed=done, total=max(total, 0) or None, what=what)
+        if not shown and time.monotonic() - started_at >= delay:
+            bar.start()
+            shown = True
+
+    try:
+        yield cb
+    finally:
+        if shown:
+            bar.stop()
+
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int = 40) -> str:
+    """A unicode sparkline of a series, resampled to at most `width` cells (NaN/inf shown as ' ').
+
+    Each cell shows the mean of the values that fall into it, so long series keep their shape.
+    """
+    n = len(values)
+    if n == 0:
+        return ""
+    m = min(n, max(width, 1))
+    cells: list[float] = []
+    for i in range(m):
+        part = [v for v in values[i * n // m : (i + 1) * n // m] if math.isfinite(v)]
+        cells.append(sum(part) / len(part) if part else math.nan)
+    finite = [c for c in cells if math.isfinite(c)]
+    if not finite:
+        return " " * len(cells)
+    low, high = min(finite), max(finite)
+    span = high - low
+    out = []
+    for c in cells:
+        if not math.isfinite(c):
+            out.append(" ")
+        elif span == 0:
+            out.append(_SPARKS[len(_SPARKS) // 2])
+        else:
+            out.append(_SPARKS[min(len(_SPARKS) - 1, int((c - low) / span * len(_SPARKS)))])
+    return "".join(out)
+
+
+def format_time(moment: datetime) -> str:
+    """A timestamp for tables: '2026-11-27 03:52:31' (UTC, to the second)."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_metrics(metrics: Mapping[str, float], limit: int = 4) -> str:
+    """'val_mse=0.2285 loss=0.1' — the first `limit` metrics, short, for one-line listings."""
+    parts = [f"{k}={format_metric(v)}" for k, v in list(metrics.items())[:limit]]
+    if len(metrics) > limit:
+        parts.append(f"(+{len(metrics) - limit})")
+    return " ".join(parts)
+
+
+def one_line(text: str, width: int = 60) -> str:
+    """The first line of a message, cut to `width` characters with an ellipsis."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= width else first[: width - 1] + "…"
+
+
+def emit_heading(text: str) -> None:
+    """A section heading: bold on a terminal, a plain line (preceded by a blank one) when piped."""
+    if is_tty():
+        console().print(f"\n[bold underline]{_escape(text)}[/]")
+    else:
+        click.echo(f"\n{text}")
+
+
+def emit_fields(fields: Sequence[tuple[str, Any]]) -> None:
+    """Aligned `key  value` lines (a value of None is skipped); keys dimmed on a terminal."""
+    shown = [(k, str(v)) for k, v in fields if v is not None]
+    if not shown:
+        return
+    width = max(len(k) for k, _ in shown)
+    if not is_tty():
+        for key, value in shown:
+            click.echo(f"{key.ljust(width)}  {value}")
+        return
+    out = console()
+    for key, value in shown:
+        out.print(f"[dim]{_escape(key.ljust(width))}[/]  {_escape(value)}")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

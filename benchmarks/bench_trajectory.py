@@ -1,0 +1,116 @@
+"""Per-step trajectory logging: run.log's per-call overhead, and ingest end to end (log + commit).
+
+Limits: a bare Python loop appending the same three values to lists (the least any logger can do
+per call), and the same points inserted into a plain sqlite3 table with executemany.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import mvcdb
+
+from .common import measure, remove_db, row, scratch
+
+NAMES = ("loss", "acc", "lr")
+
+
+def _values(calls: int) -> list[tuple[float, float, float]]:
+    return [(1.0 / (i + 1), 1.0 - 1.0 / (i + 2), 1e-3 * math.cos(i / 1000)) for i in range(calls)]
+
+
+def _log_only(db: mvcdb.Database, values: list[tuple[float, float, float]]) -> mvcdb.Run:
+    run = db.run("traj")
+    log = run.log
+    for step, (loss, acc, lr) in enumerate(values):
+        log(step, loss=loss, acc=acc, lr=lr)
+    return run
+
+
+def _bare_loop(values: list[tuple[float, float, float]]) -> None:
+    steps: list[int] = []
+    a: list[float] = []
+    b: list[float] = []
+    c: list[float] = []
+
+    def log(step: int, **kv: float) -> None:
+        steps.append(step)
+        a.append(kv["loss"])
+        b.append(kv["acc"])
+        c.append(kv["lr"])
+
+    for step, (loss, acc, lr) in enumerate(values):
+        log(step, loss=loss, acc=acc, lr=lr)
+
+
+def _executemany(path: Path, values: list[tuple[float, float, float]]) -> None:
+    remove_db(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("CREATE TABLE points (step INTEGER, name TEXT, value REAL)")
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO points VALUES (?, ?, ?)",
+        ((step, name, v) for step, vals in enumerate(values) for name, v in zip(NAMES, vals, strict=True)),
+    )
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def _one_size(work: Path, points: int, repeats: int) -> list[dict[str, Any]]:
+    calls = points // len(NAMES)
+    values = _values(calls)
+    label = f"{points:,} points"
+    db_path = work / "traj.db"
+    remove_db(db_path)
+    with mvcdb.open(db_path) as db:
+        t_log = measure(lambda: _log_only(db, values), repeats)
+        t_bare = measure(lambda: _bare_loop(values), repeats)
+
+        def ingest() -> None:
+            _log_only(db, values).commit(metrics={"final": 1.0})
+
+        t_ingest = measure(ingest, repeats)
+        traj = db.trajectory(db.versions("traj")[0].id)
+        assert len(traj["loss"]) == calls
+    sql_path = work / "points.sqlite"
+    t_sql = measure(lambda: _executemany(sql_path, values), repeats)
+    per_call = t_log.seconds / calls
+    return [
+        row(
+            "run.log of three scalars (per call)",
+            label,
+            t_log,
+            calls,
+            "calls/s",
+            "bare Python loop + 3 list.append",
+            t_bare.seconds,
+            target="<= 2 µs per call",
+            met=per_call <= 2e-6,
+            note=f"{per_call * 1e6:.2f} µs per call",
+        ),
+        row(
+            "trajectory ingest (run.log + commit)",
+            label,
+            t_ingest,
+            points,
+            "points/s",
+            "sqlite3 executemany (step, name, value)",
+            t_sql.seconds,
+            target=">= 2,000,000 points/s",
+            met=points / t_ingest.seconds >= 2e6,
+        ),
+    ]
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    """100,000 and 1,000,000 scalar points (three per call)."""
+    out: list[dict[str, Any]] = []
+    with scratch("traj-") as work:
+        for points in (100_000, 1_000_000):
+            out.extend(_one_size(work, points, 3))
+    return out

@@ -1,0 +1,43 @@
+"""`mvcdb push [NAME] [REF...]`: send a PostgreSQL remote what it lacks."""
+
+from __future__ import annotations
+
+import click
+
+from .context import json_option, open_db
+from .output import emit_json, format_bytes, progress
+
+
+@click.command("push")
+@click.argument("remote", required=False, metavar="[NAME]")
+@click.argument("refs", nargs=-1, metavar="[REF]...")
+@click.option("--force", "-f", is_flag=True, help="Move remote tags even when it is not a fast-forward.")
+@json_option
+@click.pass_context
+def command(
+    ctx: click.Context, remote: str | None, refs: tuple[str, ...], force: bool, as_json: bool
+) -> None:
+    """Push versions, chunks and tags to remote NAME (default: origin, or the only remote).
+
+    NAME may also be a postgresql:// URL. With REFs, push those versions (with all their
+    ancestors) and the tags among them; without, push everything. A remote tag moves only forward
+    along the lineage unless --force.
+
+    --json prints {"remote", "versions", "chunks", "bytes", "tags_moved": [name],
+    "tags_rejected": [text], "tags_kept": [name], "chunks_not_fetched"} (what was sent).
+    """
+    db = open_db(ctx, readonly=True)
+    from mvcdb.remote.urls import label
+
+    with progress(f"Pushing to {label(remote)}") as cb:
+        report = db.push(remote, list(refs) or None, force=force, progress=cb)
+    if as_json:
+        emit_json(report)
+        return
+    if not (report.versions or report.chunks or report.tags_moved):
+        click.echo(f"{report.remote} is up to date.")
+        return
+    line = f"Pushed {report.versions} versions, {report.chunks} chunks ({format_bytes(report.bytes)})"
+    if report.tags_moved:
+        line += f"; moved tags: {', '.join(report.tags_moved)}"
+    click.echo(f"{line} to {report.remote}.")

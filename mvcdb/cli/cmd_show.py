@@ -1,0 +1,247 @@
+"""`mvcdb show REF`: everything about one version — metadata, metrics, lineage, tags, parameters
+(with their L2 norms) and a summary of the training trajectory with a sparkline per series."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .context import json_option, open_db, ref_argument
+from .output import (
+    emit_fields,
+    emit_heading,
+    emit_json,
+    emit_table,
+    format_bytes,
+    format_metric,
+    format_time,
+    one_line,
+    progress,
+    sparkline,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from mvcdb.database import Database
+    from mvcdb.models import TensorInfo, Version
+
+#: Tensors larger than this are not read to compute a norm (shown as "-"); see --norm-limit.
+DEFAULT_NORM_LIMIT = 256 * 1024 * 1024
+#: Elements per float64 block when accumulating a norm (bounds the temporary copy to 8 MiB).
+_BLOCK = 1 << 20
+
+
+@click.command("show")
+@ref_argument()
+@click.option(
+    "--norm-limit",
+    type=click.IntRange(min=0),
+    default=DEFAULT_NORM_LIMIT,
+    show_default="256 MiB",
+    metavar="BYTES",
+    help="Skip the norm (and trajectory summary) of tensors larger than this; 0 skips them all.",
+)
+@json_option
+@click.pass_context
+def command(ctx: click.Context, ref: str, norm_limit: int, as_json: bool) -> None:
+    """Everything about one version: metadata, metrics, parents and children, tags, a parameter
+    table (name, dtype, shape, size, L2 norm) and the trajectory with a sparkline per series.
+
+    REF is an id, a unique id prefix (4+ hex), a tag, MODEL@latest, or any of those with ~N.
+    With --json: the version object of `mvcdb log --json` plus "children", "params" (each with
+    its "norm", null when skipped) and "trajectory" (see README).
+    """
+    db = open_db(ctx, readonly=True)
+    version = db.get(ref)
+    children = db.children(version.id)
+    params = db.tensors(version.id)
+    norms = _norms(db, version.id, params, norm_limit)
+    series = _series_summaries(db, version.id, norm_limit)
+    if as_json:
+        emit_json(
+            {
+                **version.to_dict(),
+                "children": children,
+                "params": [{**p.to_dict(), "norm": norms.get(p.name)} for p in params],
+                "trajectory": series,
+            }
+        )
+        return
+    _print(db, version, children, params, norms, series, norm_limit)
+
+
+def _print(
+    db: Database,
+    v: Version,
+    children: list[str],
+    params: list[TensorInfo],
+    norms: dict[str, float | None],
+    trajectory: dict[str, Any] | None,
+    norm_limit: int,
+) -> None:
+    emit_fields(
+        [
+            ("version", v.id),
+            ("model", v.model),
+            ("created", f"{format_time(v.created_at)} UTC"),
+            ("author", v.author),
+            ("tags", ", ".join(v.tags) or None),
+            ("parents", _describe_refs(db, list(v.parents)) or "(none: a root version)"),
+            ("children", _describe_refs(db, children) or None),
+            ("message", v.message or None),
+        ]
+    )
+    if v.metrics:
+        emit_heading("Metrics")
+        emit_fields([(k, format_metric(x)) for k, x in v.metrics.items()])
+    if v.metadata:
+        emit_heading("Metadata")
+        click.echo(json.dumps(v.metadata, indent=2, ensure_ascii=False, sort_keys=True))
+    total = sum(p.nbytes for p in params)
+    emit_heading(f"Parameters ({len(params)} tensors, {format_bytes(total)})")
+    if params:
+        emit_table(
+            ["name", "dtype", "shape", "size", "norm"],
+            [
+                (
+                    p.name,
+                    p.dtype,
+                    "×".join(str(d) for d in p.shape) or "scalar",
+                    format_bytes(p.nbytes),
+                    _norm_text(norms.get(p.name)),
+                )
+                for p in params
+            ],
+        )
+        skipped = [p for p in params if norms.get(p.name) is None]
+        if skipped:
+            click.echo(
+                f"norm '-': {len(skipped)} tensor(s) over {format_bytes(norm_limit)} not read"
+                " (raise --norm-limit to include them)"
+            )
+    if trajectory:
+        emit_heading(f"Trajectory ({trajectory['steps']} steps)")
+        rows = []
+        for s in trajectory["series"]:
+            if s["first"] is None:
+                why = "(empty)" if s["points"] == 0 else f"(not read: over {format_bytes(norm_limit)})"
+                rows.append((s["name"], _shape_text(s), "-", "-", "-", "-", why))
+                continue
+            rows.append(
+                (
+                    s["name"] + (" ‖·‖" if s["reduced"] else ""),
+                    _shape_text(s),
+                    *(format_metric(s[k]) for k in ("first", "last", "min", "max")),
+                    s["sparkline"],
+                )
+            )
+        emit_table(["series", "shape", "first", "last", "min", "max", "trend"], rows)
+        if any(s["reduced"] for s in trajectory["series"]):
+            click.echo("‖·‖: a tensor logged every step, summarised by its L2 norm at each step")
+
+
+def _norm_text(norm: float | None) -> str:
+    return "-" if norm is None else format_metric(norm)
+
+
+def _shape_text(s: dict[str, Any]) -> str:
+    return "×".join(str(d) for d in s["shape"])
+
+
+def _describe_refs(db: Database, ids: list[str]) -> str:
+    """'3f2a9c01d4e5 (linreg: message), ...' for parents or children."""
+    if not ids:
+        return ""
+    parts = []
+    for vid in ids:
+        other = db.get(vid)
+        label = other.model + (f": {one_line(other.message, 40)}" if other.message else "")
+        parts.append(f"{other.short_id} ({label})")
+    return ", ".join(parts)
+
+
+def l2_norm(arr: np.ndarray) -> float:
+    """The L2 norm of any numeric array, accumulated in float64 (complex: of the magnitudes).
+
+    Works block by block so a large float32 tensor never needs a full float64 copy.
+    """
+    import numpy as np
+
+    flat = arr.reshape(-1)
+    total = 0.0
+    for start in range(0, flat.size, _BLOCK):
+        block = flat[start : start + _BLOCK]
+        wide = np.abs(block.astype(np.complex128)) if block.dtype.kind == "c" else block.astype(np.float64)
+        total += float(np.dot(wide, wide))
+    return math.sqrt(total)
+
+
+def _norms(db: Database, vid: str, params: list[TensorInfo], limit: int) -> dict[str, float | None]:
+    """Each parameter's norm, restoring one tensor at a time; None for those over the limit."""
+    wanted = [p for p in params if p.nbytes <= limit]
+    todo = sum(p.nbytes for p in wanted)
+    out: dict[str, float | None] = {p.name: None for p in params}
+    done = 0
+    with progress("Computing norms") as cb:
+        for p in wanted:
+            cb(done, todo, p.name)
+            out[p.name] = l2_norm(db.restore(vid, [p.name])[p.name])
+            done += p.nbytes
+        cb(done, todo, "")
+    return out
+
+
+def _series_summaries(db: Database, vid: str, limit: int) -> dict[str, Any] | None:
+    """{"steps": n, "series": [{name, dtype, shape, points, reduced, first, last, min, max,
+    sparkline}]} — one entry per logged series; None when the version has no trajectory."""
+    import numpy as np
+
+    from mvcdb.trajectory import STEP
+
+    infos = db.tensors(vid, kind="traj")
+    if not infos:
+        return None
+    steps = next((i.shape[0] for i in infos if i.name == STEP and i.shape), 0)
+    series = []
+    for info in infos:
+        if info.name == STEP:
+            continue
+        entry: dict[str, Any] = {
+            "name": info.name,
+            "dtype": info.dtype,
+            "shape": list(info.shape),
+            "points": info.shape[0] if info.shape else 0,
+            "reduced": len(info.shape) > 1,
+            "first": None,
+            "last": None,
+            "min": None,
+            "max": None,
+            "sparkline": "",
+        }
+        if info.nbytes <= limit:
+            _, values = db.series(vid, info.name)
+            per_step = _per_step(values)
+            finite = per_step[np.isfinite(per_step)]
+            if per_step.size:
+                entry.update(
+                    first=float(per_step[0]),
+                    last=float(per_step[-1]),
+                    min=float(finite.min()) if finite.size else math.nan,
+                    max=float(finite.max()) if finite.size else math.nan,
+                    sparkline=sparkline([float(x) for x in per_step]),
+                )
+        series.append(entry)
+    return {"steps": steps, "series": series}
+
+
+def _per_step(values: np.ndarray) -> np.ndarray:
+    """One float64 per logged row: the value itself for scalars, the L2 norm for tensors."""
+    import numpy as np
+
+    if values.ndim <= 1:
+        return np.abs(values).astype(np.float64) if values.dtype.kind == "c" else values.astype(np.float64)
+    return np.array([l2_norm(row) for row in values], dtype=np.float64)

@@ -1,0 +1,56 @@
+"""`mvcdb tree [REF]`: the lineage DAG around a version, or a model's whole forest."""
+
+from __future__ import annotations
+
+import click
+
+from .context import complete_model, json_option, open_db, ref_argument
+from .output import console, emit_json, is_tty
+
+
+@click.command("tree")
+@ref_argument("ref", required=False)
+@click.option("--model", "-M", metavar="MODEL", shell_complete=complete_model, help="Only this model.")
+@click.option(
+    "--depth", "-d", type=click.IntRange(min=0), help="At most this many edges from REF (needs REF)."
+)
+@json_option
+@click.pass_context
+def command(ctx: click.Context, ref: str | None, model: str | None, depth: int | None, as_json: bool) -> None:
+    """Draw the lineage: REF's ancestors and descendants, or every version of --model.
+
+    Without REF and --model: every version in the file. Drawn like `git log --graph`,
+    newest first, REF marked with '<'. --json prints {"ref", "model", "nodes", "edges"}.
+
+    \b
+    Examples:
+      mvcdb tree production --depth 3
+      mvcdb tree --model linreg
+    """
+    if depth is not None and ref is None:
+        raise click.UsageError("--depth needs a REF to measure from")
+    db = open_db(ctx, readonly=True)
+    tree = db.lineage(ref, model=model, depth=depth)
+    if as_json:
+        emit_json(tree.to_dict())
+        return
+    if not is_tty() or not tree.nodes:
+        click.echo(str(tree))
+        return
+    from rich.text import Text
+
+    from mvcdb.lineage import graph_rows
+
+    out = console()
+    for prefix, version in graph_rows(tree.nodes):
+        line = Text(prefix if version is not None else prefix.rstrip(), style="magenta")
+        if version is not None:
+            line.append(version.short_id, style="bold yellow" if version.id == tree.ref else "yellow")
+            if version.tags:
+                line.append(" (" + ", ".join(version.tags) + ")", style="bold green")
+            line.append(f" {version.model}", style="cyan")
+            if version.message:
+                line.append(" " + version.message.splitlines()[0])
+            if version.id == tree.ref:
+                line.append(" <", style="bold")
+        out.print(line, no_wrap=True, overflow="ellipsis")

@@ -1,0 +1,31 @@
+"""`mvcdb tui [PATH]`: the terminal UI (textual is imported only when this verb runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .context import db_path
+
+
+@click.command("tui")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+@click.pass_context
+def command(ctx: click.Context, path: str | None) -> None:
+    """Browse, compare, tag and export versions in the terminal UI.
+
+    PATH is the database file (default: the global --db). Keys: / filter, o sort, space mark,
+    d diff, t tag, e export, c copy id, s SQL, ? help, q quit.
+    """
+    from mvcdb.errors import MvcdbError
+
+    target = Path(path) if path else db_path(ctx)
+    if not target.exists():
+        raise MvcdbError(f"{target} does not exist (create it with `mvcdb --db {target} init`)")
+    import mvcdb
+
+    mvcdb.open(target, readonly=True).close()  # a foreign or newer file is refused before the UI starts
+    from mvcdb.tui.app import MvcdbApp
+
+    MvcdbApp(target).run()

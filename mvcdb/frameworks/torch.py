@@ -1,0 +1,176 @@
+"""PyTorch: nn.Module and state_dict in and out, every dtype bit for bit (bfloat16, float8 too).
+
+Imported only when an object is a torch object. A module is recorded as its state_dict (parameters
+and persistent buffers such as BatchNorm's running stats and num_batches_tracked). Dtypes numpy
+has are handed over as numpy views; bfloat16, the float8 variants, float4_e2m1fn_x2 and complex32
+travel as their raw bits under an extension name (see mvcdb/dtypes.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..dtypes import EXTENSION_ITEMSIZE, bits_dtype, extension_name, from_bits
+from ..errors import MvcdbError
+from .checks import Slot, check_fits
+
+#: torch dtypes with an exact numpy twin.
+_NUMPY: dict[torch.dtype, np.dtype[Any]] = {
+    torch.bool: np.dtype("|b1"),
+    torch.uint8: np.dtype("|u1"),
+    torch.int8: np.dtype("|i1"),
+    torch.int16: np.dtype("<i2"),
+    torch.int32: np.dtype("<i4"),
+    torch.int64: np.dtype("<i8"),
+    torch.float16: np.dtype("<f2"),
+    torch.float32: np.dtype("<f4"),
+    torch.float64: np.dtype("<f8"),
+    torch.complex64: np.dtype("<c8"),
+    torch.complex128: np.dtype("<c16"),
+}
+for _name, _np_name in (("uint16", "<u2"), ("uint32", "<u4"), ("uint64", "<u8")):  # torch >= 2.3
+    if isinstance(getattr(torch, _name, None), torch.dtype):
+        _NUMPY[getattr(torch, _name)] = np.dtype(_np_name)
+
+#: torch dtypes numpy lacks, stored as raw bits (torch's sub-byte int1..int7 are not storage types).
+TORCH_EXTENSIONS = (
+    "bfloat16",
+    "float8_e4m3fn",
+    "float8_e4m3fnuz",
+    "float8_e5m2",
+    "float8_e5m2fnuz",
+    "float8_e8m0fnu",
+    "float4_e2m1fn_x2",
+    "complex32",
+)
+#: torch dtype -> its mvcdb extension name (only those this torch build has).
+_EXTENSION: dict[torch.dtype, str] = {
+    getattr(torch, name): name
+    for name in TORCH_EXTENSIONS
+    if isinstance(getattr(torch, name, None), torch.dtype)
+}
+_TORCH_OF_EXTENSION = {name: dtype for dtype, name in _EXTENSION.items()}
+
+#: Integer types used to move raw bits between torch and numpy, by width.
+_TORCH_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32}
+_NUMPY_BITS: dict[int, np.dtype[Any]] = {1: np.dtype("|u1"), 2: np.dtype("<i2"), 4: np.dtype("<i4")}
+
+
+def dtype_name(dtype: torch.dtype, name: str = "") -> str:
+    """The mvcdb dtype name of a torch dtype ('<f4', 'bfloat16', ...); MvcdbError if unsupported."""
+    twin = _NUMPY.get(dtype)
+    if twin is not None:
+        return twin.str
+    ext = _EXTENSION.get(dtype)
+    if ext is not None:
+        return ext
+    where = f"parameter {name!r} has " if name else ""
+    raise MvcdbError(f"{where}torch dtype {dtype}, which mvcdb cannot store (quantized or sub-byte)")
+
+
+def to_numpy(name: str, tensor: Any) -> np.ndarray:
+    """A torch tensor as a numpy array with the same bits (a view of CPU memory when possible)."""
+    if not isinstance(tensor, torch.Tensor):
+        raise MvcdbError(f"parameter {name!r} is a {type(tensor).__name__}, not a torch tensor")
+    if tensor.layout != torch.strided:
+        raise MvcdbError(f"parameter {name!r} is a {tensor.layout} tensor; densify it (to_dense()) first")
+    if tensor.is_quantized:
+        raise MvcdbError(f"parameter {name!r} is quantized ({tensor.dtype}); dequantize it first")
+    if tensor.device.type == "meta":
+        raise MvcdbError(f"parameter {name!r} is on the meta device: it holds no data")
+    t = tensor.detach()
+    if t.is_conj():
+        t = t.resolve_conj()
+    if t.is_neg():
+        t = t.resolve_neg()
+    t = t.cpu().contiguous()
+    if t.dtype in _NUMPY:
+        return t.numpy()
+    ext = _EXTENSION.get(t.dtype)
+    if ext is None:
+        dtype_name(t.dtype, name)  # raises the clear error
+    assert ext is not None
+    raw = t.view(_TORCH_BITS[EXTENSION_ITEMSIZE[ext]]).numpy()
+    return from_bits(raw.view(bits_dtype(ext)), ext)
+
+
+def from_numpy(arr: np.ndarray) -> torch.Tensor:
+    """A CPU tensor with the same bits as a restored array (sharing its memory when possible)."""
+    ext = extension_name(arr.dtype)
+    if ext is not None:
+        torch_dtype = _TORCH_OF_EXTENSION.get(ext)
+        if torch_dtype is None:
+            raise MvcdbError(f"this torch {torch.__version__} has no {ext} dtype")
+        raw = _contiguous(arr).view(_NUMPY_BITS[EXTENSION_ITEMSIZE[ext]])
+        return _from_numpy_writable(raw).view(torch_dtype)
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    return _from_numpy_writable(_contiguous(arr))
+
+
+def _contiguous(arr: np.ndarray) -> np.ndarray:
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")  # ascontiguousarray makes 0-d 1-d
+
+
+def _from_numpy_writable(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+
+
+def _state(obj: Any) -> Mapping[str, Any]:
+    """The state_dict of a module (parameters and persistent buffers), or obj if it is one."""
+    if isinstance(obj, torch.nn.Module):
+        state: Mapping[str, Any] = obj.state_dict()
+        return state
+    if isinstance(obj, Mapping):
+        return obj
+    raise MvcdbError(f"expected a torch nn.Module or state_dict, got {type(obj).__name__}")
+
+
+def _describe(obj: Any) -> str:
+    return f"the nn.Module {type(obj).__name__}" if isinstance(obj, torch.nn.Module) else "the state_dict"
+
+
+def params_from_object(obj: Any) -> dict[str, np.ndarray]:
+    """The state_dict of an nn.Module (or a state_dict itself) as {name: numpy array}, bit-exact."""
+    out: dict[str, np.ndarray] = {}
+    for name, value in _state(obj).items():
+        if not isinstance(name, str):
+            raise MvcdbError(f"state_dict keys must be strings, got {name!r}")
+        if not isinstance(value, torch.Tensor):
+            raise MvcdbError(
+                f"state_dict entry {name!r} is a {type(value).__name__}, not a tensor;"
+                " only tensors are recorded"
+            )
+        out[name] = to_numpy(name, value)
+    return out
+
+
+def load_into(obj: Any, params: Mapping[str, np.ndarray], *, partial: bool = False) -> None:
+    """Copy restored parameters into a module or a state_dict's tensors, after checking them all."""
+    state = _state(obj)
+    expected: dict[str, Slot] = {
+        name: (dtype_name(t.dtype, name), tuple(t.shape))
+        for name, t in state.items()
+        if isinstance(t, torch.Tensor)
+    }
+    check_fits(expected, params, what=_describe(obj), partial=partial)
+    tensors = {name: from_numpy(arr) for name, arr in params.items()}
+    if isinstance(obj, torch.nn.Module):
+        # load_state_dict runs the modules' own loading hooks; dtypes already match, so no casts
+        obj.load_state_dict(tensors, strict=not partial)
+        return
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            state[name].copy_(tensor)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("track", "TorchRun"):  # the training helper, importable from here too
+        from . import torch_training
+
+        return getattr(torch_training, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

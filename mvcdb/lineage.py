@@ -1,0 +1,431 @@
+"""The lineage DAG: ancestors, descendants, merge bases, and drawing it like `git log --graph`.
+
+Versions may have several parents (merges, model soups, distillation), so every walk follows all
+parents, breadth first: "nearest first" means fewest edges away (ties: the order versions arrived
+in the file). Walks are recursive CTEs over `lineage`, which is indexed on (child, position) and
+(parent, child); a DAG tangled enough to reach versions by many path lengths falls back to an
+exact walk that stays linear in the number of edges.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import MvcdbError
+from .models import Version, load_versions
+
+if TYPE_CHECKING:
+    from .database import Database, ParentRef
+
+# -- drawing ------------------------------------------------------------------------------------
+
+
+def graph_rows(versions: Sequence[Version]) -> list[tuple[str, Version | None]]:
+    """Lay out versions (newest first, children before parents) as `git log --graph` lines.
+
+    Returns one (prefix, version) pair per output line: commit lines carry their Version and a
+    prefix with `*` in the version's column (`* `, `| * `); connector lines carry None and draw
+    branches (`|\\ `), joins (`|/ `) and columns shifting left. Each column is two characters
+    wide, so every prefix on a line has the same width as the columns alive there. Parents that
+    are not in `versions` get no column (the line simply ends), and a parent listed before its
+    child is ignored rather than drawn upwards. Where a root version's line ends and an unrelated
+    version starts in the same column, a gap line keeps them from reading as parent and child.
+    Pure: no database access.
+    """
+    present = {v.id for v in versions}
+    columns: list[str] = []  # the id each column is waiting for
+    shown: set[str] = set()
+    rows: list[tuple[str, Version | None]] = []
+    ended: int | None = None  # the column a root version freed on the previous line
+    for version in versions:
+        if version.id in shown:
+            continue
+        shown.add(version.id)
+        if version.id in columns:
+            col = columns.index(version.id)
+        else:
+            columns.append(version.id)
+            col = len(columns) - 1
+            if col == ended:  # a root just ended here: a gap, so it does not read as our child
+                rows.append(("| " * col, None))
+        ended = None
+        rows.append((_commit_line(len(columns), col), version))
+        parents = [p for p in dict.fromkeys(version.parents) if p in present and p not in shown]
+        if not parents:
+            line = _shift_line(columns, col, joining=None)
+            del columns[col]
+            if line:
+                rows.append((line, None))
+            else:
+                ended = col
+            continue
+        columns[col] = parents[0]
+        for extra, parent in enumerate(parents[1:], start=1):
+            rows.append((_branch_line(len(columns), col + extra), None))
+            columns.insert(col + extra, parent)
+        rows.extend((line, None) for line in _collapse(columns))
+    return rows
+
+
+def _commit_line(width: int, col: int) -> str:
+    return "".join("* " if k == col else "| " for k in range(width))
+
+
+def _branch_line(width: int, new_col: int) -> str:
+    """A new column opens at new_col, fed from new_col - 1; columns from new_col on move right."""
+    chars = [" "] * (2 * (width + 1))
+    for k in range(new_col):
+        chars[2 * k] = "|"
+    chars[2 * new_col - 1] = "\\"
+    for k in range(new_col, width):
+        chars[2 * k + 1] = "\\"
+    return "".join(chars)
+
+
+def _shift_line(columns: Sequence[str], gone: int, *, joining: int | None) -> str:
+    """Column `gone` ends (joining column `joining`, or just stopping); later columns move left.
+
+    Returns "" when nothing needs drawing (the last column simply ends).
+    """
+    if joining is None and gone == len(columns) - 1:
+        return ""
+    chars = [" "] * (2 * len(columns))
+    for k in range(len(columns)):
+        if k < gone:
+            chars[2 * k] = "|"
+        elif k > gone:
+            chars[2 * k - 1] = "/"
+    if joining is not None:
+        chars[2 * gone - 1] = "/"
+        for k in range(joining, gone - 1):
+            chars[2 * k + 1] = "_"
+    return "".join(chars)
+
+
+def _collapse(columns: list[str]) -> list[str]:
+    """Merge columns waiting for the same version into the leftmost one, one line per join."""
+    lines: list[str] = []
+    while True:
+        first_seen: dict[str, int] = {}
+        dup = None
+        for k, vid in enumerate(columns):
+            if vid in first_seen:
+                dup = (k, first_seen[vid])
+                break
+            first_seen[vid] = k
+        if dup is None:
+            return lines
+        gone, joining = dup
+        lines.append(_shift_line(columns, gone, joining=joining))
+        del columns[gone]
+
+
+# -- walking ------------------------------------------------------------------------------------
+
+_UP = ("child", "parent", "ORDER BY l.child, l.position")
+_DOWN = ("parent", "child", "ORDER BY l.parent, l.child")
+
+#: The fast walk gives up (and the exact fallback takes over) once it has produced this many rows
+#: per distinct version: only DAGs with very many merges reach a version by many path lengths.
+_DUPLICATE_FACTOR = 4
+_DUPLICATE_SLACK = 10_000
+
+
+def _walk_sql(direction: tuple[str, str, str]) -> str:
+    src, dst, _ = direction
+    # (vid, distance) rows; ORDER BY 2 makes the queue a priority queue, so rows come out
+    # nearest first (breadth first). UNION drops repeats of the same (vid, distance).
+    return f"""WITH RECURSIVE reach(vid, distance) AS (
+                   SELECT ?, 0
+                   UNION
+                   SELECT l.{dst}, r.distance + 1 FROM reach r JOIN lineage l ON l.{src} = r.vid
+                   WHERE r.distance < ?
+                   ORDER BY 2
+               )
+               SELECT vid, distance FROM reach"""
+
+
+def _walk(
+    conn: sqlite3.Connection,
+    start: int,
+    direction: tuple[str, str, str],
+    *,
+    limit: int | None = None,
+    depth: int | None = None,
+) -> list[tuple[int, int]]:
+    """(vid, distance) of every version reachable from start (excluded), nearest first.
+
+    Order: distance, then vid (the order versions arrived in this file). One recursive CTE,
+    read lazily: with a limit, reading stops as soon as the nearest `limit` are known.
+    """
+    for name, value in (("limit", limit), ("depth", depth)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise MvcdbError(f"{name} must be a non-negative integer, got {value!r}")
+    if limit == 0 or depth == 0:
+        return []
+    best: dict[int, int] = {}
+    rows = 0
+    last = 0  # rows come in non-decreasing distance
+    cursor = conn.execute(_walk_sql(direction), (start, depth if depth is not None else 2**62))
+    try:
+        for vid, distance in cursor:
+            rows += 1
+            if vid in best or vid == start:
+                if rows > _DUPLICATE_FACTOR * len(best) + _DUPLICATE_SLACK:
+                    return _walk_exact(conn, start, direction, limit=limit, depth=depth)
+                continue
+            if limit is not None and len(best) >= limit and distance > last:
+                break  # every version at the limit's distance is known
+            best[vid] = last = distance
+    finally:
+        cursor.close()
+    found = sorted(best.items(), key=lambda item: (item[1], item[0]))
+    return found[:limit] if limit is not None else found
+
+
+def _walk_exact(
+    conn: sqlite3.Connection,
+    start: int,
+    direction: tuple[str, str, str],
+    *,
+    limit: int | None = None,
+    depth: int | None = None,
+) -> list[tuple[int, int]]:
+    """The same walk, linear in edges however tangled the DAG: all edges of the reachable
+    sub-DAG in one recursive CTE (versions only, no distances), then breadth first in Python."""
+    src, dst, order = direction
+    adjacency: dict[int, list[int]] = {}
+    for a, b in conn.execute(
+        f"""WITH RECURSIVE reach(vid) AS (
+                SELECT ? UNION SELECT l.{dst} FROM lineage l JOIN reach r ON l.{src} = r.vid
+            )
+            SELECT l.{src}, l.{dst} FROM lineage l JOIN reach r ON l.{src} = r.vid {order}""",
+        (start,),
+    ):
+        adjacency.setdefault(a, []).append(b)
+    distance_of = {start: 0}
+    frontier = [start]
+    distance = 0
+    while frontier and (depth is None or distance < depth):
+        distance += 1
+        nxt = []
+        for vid in frontier:
+            for other in adjacency.get(vid, ()):
+                if other not in distance_of:
+                    distance_of[other] = distance
+                    nxt.append(other)
+        frontier = nxt
+    del distance_of[start]
+    found = sorted(distance_of.items(), key=lambda item: (item[1], item[0]))
+    return found[:limit] if limit is not None else found
+
+
+def ancestors(db: Database, ref: ParentRef, *, limit: int | None = None) -> list[Version]:
+    """Every version ref descends from (through any parent), nearest first; ref itself excluded.
+
+    Versions at the same distance come in the order they arrived in the file (oldest first).
+    """
+    found = _walk(db.conn, db._vid(ref), _UP, limit=limit)
+    return load_versions(db.conn, [vid for vid, _ in found])
+
+
+def descendants(db: Database, ref: ParentRef, *, limit: int | None = None) -> list[Version]:
+    """Every version that descends from ref, nearest first; ref itself excluded."""
+    found = _walk(db.conn, db._vid(ref), _DOWN, limit=limit)
+    return load_versions(db.conn, [vid for vid, _ in found])
+
+
+def merge_base(db: Database, a: ParentRef, b: ParentRef) -> Version | None:
+    """The nearest common ancestor of a and b, each counting as its own ancestor (as in git).
+
+    "Nearest" = fewest edges from a plus from b; ties go to the newest, then the smallest id.
+    Such a version is never an ancestor of another common ancestor. None if histories never meet.
+    """
+    vid_a, vid_b = db._vid(a), db._vid(b)
+    dist_a = {vid_a: 0, **dict(_walk(db.conn, vid_a, _UP))}
+    if vid_b in dist_a:
+        return load_versions(db.conn, [vid_b])[0]
+    dist_b = {vid_b: 0, **dict(_walk(db.conn, vid_b, _UP))}
+    common = [v for v in dist_b if v in dist_a]
+    if not common:
+        return None
+    nearest = min(dist_a[v] + dist_b[v] for v in common)
+    tied = [v for v in common if dist_a[v] + dist_b[v] == nearest]
+    created = _created_at(db.conn, tied)
+    newest = max(created[v][0] for v in tied)
+    best = min((v for v in tied if created[v][0] == newest), key=lambda v: created[v][1])
+    return load_versions(db.conn, [best])[0]
+
+
+def _created_at(conn: sqlite3.Connection, vids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    return {
+        r[0]: (r[1], r[2])
+        for r in conn.execute(
+            "SELECT vid, created_at, id FROM versions WHERE vid IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(vids)),),
+        )
+    }
+
+
+# -- trees --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineageTree:
+    """A piece of the DAG: `nodes` newest first (children always before their parents).
+
+    `ref` is the full id the tree was drawn around (None for a model's or the file's forest);
+    `edges` are (child id, parent id, position) for edges whose both ends are in the tree.
+    str() draws it like `git log --graph`; to_dict() is the JSON shape of `mvcdb tree --json`.
+    """
+
+    ref: str | None
+    model: str | None
+    nodes: tuple[Version, ...]
+    edges: tuple[tuple[str, str, int], ...]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __contains__(self, item: object) -> bool:
+        ident = item.id if isinstance(item, Version) else item
+        return any(v.id == ident for v in self.nodes)
+
+    @property
+    def ids(self) -> list[str]:
+        return [v.id for v in self.nodes]
+
+    def lines(self) -> list[str]:
+        """The drawing, one string per line (what str() joins)."""
+        out = []
+        for prefix, version in graph_rows(self.nodes):
+            if version is None:
+                out.append(prefix.rstrip())
+                continue
+            out.append(f"{prefix}{describe(version, focus=version.id == self.ref)}")
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines()) if self.nodes else "(no versions)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "model": self.model,
+            "nodes": [
+                {
+                    "id": v.id,
+                    "short_id": v.short_id,
+                    "model": v.model,
+                    "parents": list(v.parents),
+                    "tags": list(v.tags),
+                    "message": v.message,
+                    "author": v.author,
+                    "created_at": v.created_at.isoformat().replace("+00:00", "Z"),
+                    "metrics": v.to_dict()["metrics"],
+                }
+                for v in self.nodes
+            ],
+            "edges": [{"child": c, "parent": p, "position": pos} for c, p, pos in self.edges],
+        }
+
+
+def describe(version: Version, *, focus: bool = False) -> str:
+    """One line about a version for graph output: short id, tags, model, first line of message."""
+    tags = f" ({', '.join(version.tags)})" if version.tags else ""
+    message = version.message.splitlines()[0] if version.message else ""
+    mark = " <" if focus else ""
+    return f"{version.short_id}{tags} {version.model}{' ' + message if message else ''}{mark}"
+
+
+def lineage(
+    db: Database, ref: ParentRef | None = None, *, model: str | None = None, depth: int | None = None
+) -> LineageTree:
+    """The DAG around ref (ancestors and descendants up to `depth` edges away), or a forest.
+
+    With no ref: every version of `model` (or of the whole file when model is None too). With a
+    ref and a model: the ref's neighbourhood restricted to that model's versions (ref kept).
+    """
+    conn = db.conn
+    if ref is None:
+        if depth is not None:
+            raise MvcdbError("depth limits the distance from a ref: give a ref with it")
+        if model is None:
+            vids = [r[0] for r in conn.execute("SELECT vid FROM versions")]
+        else:
+            vids = [r[0] for r in conn.execute("SELECT vid FROM versions WHERE model = ?", (model,))]
+            if not vids:
+                raise MvcdbError(f"no versions of model {model!r}")
+        focus = None
+    else:
+        focus = db._vid(ref)
+        up = _walk(conn, focus, _UP, depth=depth)
+        down = _walk(conn, focus, _DOWN, depth=depth)
+        vids = [focus, *(v for v, _ in up), *(v for v, _ in down)]
+        if model is not None:
+            models = _models(conn, vids)
+            vids = [v for v in vids if v == focus or models.get(v) == model]
+    return _tree(conn, vids, focus, model)
+
+
+def _models(conn: sqlite3.Connection, vids: Sequence[int]) -> dict[int, str]:
+    return dict(
+        conn.execute(
+            "SELECT vid, model FROM versions WHERE vid IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(vids)),),
+        ).fetchall()
+    )
+
+
+def _tree(conn: sqlite3.Connection, vids: Sequence[int], focus: int | None, model: str | None) -> LineageTree:
+    versions = load_versions(conn, list(vids))
+    by_id = {v.id: v for v in versions}
+    ordered = topo_newest_first(versions)
+    edges = tuple((v.id, p, pos) for v in ordered for pos, p in enumerate(v.parents) if p in by_id)
+    ref_id = next((v.id for v, vid in zip(versions, vids, strict=True) if vid == focus), None)
+    return LineageTree(ref=ref_id, model=model, nodes=tuple(ordered), edges=edges)
+
+
+def topo_newest_first(versions: Sequence[Version]) -> list[Version]:
+    """Order versions newest first such that every child comes before all of its parents.
+
+    Clock skew between machines (merged files) cannot put a parent above its child: among the
+    versions whose children are all placed, the newest goes next.
+    """
+    by_id = {v.id: v for v in versions}
+    waiting = {v.id: 0 for v in versions}  # children not yet placed
+    for v in versions:
+        for p in set(v.parents):
+            if p in waiting:
+                waiting[p] += 1
+    heap = [(-v.created_at.timestamp(), v.id) for v in versions if waiting[v.id] == 0]
+    heapq.heapify(heap)
+    out: list[Version] = []
+    while heap:
+        _, ident = heapq.heappop(heap)
+        v = by_id[ident]
+        out.append(v)
+        for p in set(v.parents):
+            if p in waiting:
+                waiting[p] -= 1
+                if waiting[p] == 0:
+                    parent = by_id[p]
+                    heapq.heappush(heap, (-parent.created_at.timestamp(), parent.id))
+    return out
+
+
+__all__ = [
+    "LineageTree",
+    "ancestors",
+    "descendants",
+    "describe",
+    "graph_rows",
+    "lineage",
+    "merge_base",
+    "topo_newest_first",
+]

@@ -1,0 +1,71 @@
+"""The shared CLI printing helpers: progress bars, sparklines, number formats, JSON, tables."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+
+import pytest
+
+from mvcdb.cli import output
+
+
+def test_progress_is_silent_when_piped(capsys: pytest.CaptureFixture[str]) -> None:
+    with output.progress("Working") as cb:
+        for i in range(3):
+            cb(i, 3, f"item {i}")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_on_stderr_of_a_terminal_after_its_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    err = _Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    with output.progress("Quick", delay=3600) as cb:
+        cb(1, 2, "a")
+        cb(2, 2, "")
+    assert err.getvalue() == ""  # finished before the delay: no bar flashes
+    with output.progress("Restoring", delay=0) as cb:
+        cb(512, 1024, "layer.weight")
+        cb(1024, 1024, "")
+    with output.progress("Verifying", unit="items", delay=0) as cb:
+        cb(0, 0, "")  # an unknown total is allowed
+        cb(5, 10, "chunk 5")
+    assert "Restoring" in err.getvalue() and "Verifying" in err.getvalue()
+
+
+def test_sparkline() -> None:
+    assert output.sparkline([]) == ""
+    assert output.sparkline([1, 2, 3, 4, 5, 6, 7, 8]) == "▁▂▃▄▅▆▇█"
+    assert output.sparkline([2.0, 2.0]) == "▅▅"  # flat: mid-height
+    assert output.sparkline([math.nan, 0.0, 1.0]) == " ▁█"
+    assert output.sparkline([math.inf, math.nan]) == "  "
+    long = output.sparkline([float(i) for i in range(1000)], width=20)
+    assert len(long) == 20 and long[0] == "▁" and long[-1] == "█"
+
+
+def test_number_formats() -> None:
+    assert output.format_bytes(0) == "0 B" and output.format_bytes(1536) == "1.5 KiB"
+    assert output.format_bytes(3 * 1024**3) == "3.0 GiB"
+    assert output.format_metric(0.012345678) == "0.012346" and output.format_metric(math.nan) == "nan"
+    assert output.format_metric(1e-9) == "1.000e-09"
+    assert output.format_metrics({"a": 1.0, "b": 2.0, "c": 3.0}, limit=2) == "a=1 b=2 (+1)"
+    assert output.one_line("first line\nsecond") == "first line"
+    assert output.one_line("x" * 100, width=10) == "x" * 9 + "…"
+
+
+def test_emit_json_spells_non_finite_numbers_as_strings(capsys: pytest.CaptureFixture[str]) -> None:
+    output.emit_json({"a": math.nan, "b": [math.inf, -math.inf], "c": b"\x01"})
+    assert json.loads(capsys.readouterr().out) == {"a": "nan", "b": ["inf", "-inf"], "c": "01"}
+
+
+def test_emit_table_is_tab_separated_when_piped(capsys: pytest.CaptureFixture[str]) -> None:
+    output.emit_table(["a", "b"], [(1, None), ("x", "y")])
+    assert capsys.readouterr().out == "a\tb\n1\t\nx\ty\n"

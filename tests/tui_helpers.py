@@ -1,0 +1,107 @@
+"""A small deterministic database for the TUI tests: fixed times and author, so ids are fixed too."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+
+import mvcdb
+
+AUTHOR = "ada"
+
+
+@contextlib.contextmanager
+def fixed_clock(start_minute: int = 0) -> Iterator[None]:
+    """Stamp versions and tag moves with 2026-01-01T10:MM:00Z, one minute apart, by `ada`."""
+    minutes = itertools.count(start_minute)
+
+    def now() -> str:
+        m = next(minutes)
+        return f"2026-01-01T{10 + m // 60:02d}:{m % 60:02d}:00.000000Z"
+
+    with (
+        mock.patch("mvcdb.database.now_text", now),
+        mock.patch("mvcdb.database.current_author", lambda: AUTHOR),
+    ):
+        yield
+
+
+def _curve(n: int, start: float, end: float, wiggle: float) -> np.ndarray:
+    steps = np.arange(n, dtype=np.float64)
+    return end + (start - end) * np.exp(-steps / (n / 5)) + wiggle * np.sin(steps / 3)
+
+
+def build_fixture(path: Path) -> dict[str, str]:
+    """Record two models with a branch, a merge, tags and trajectories; return names -> ids."""
+    ids: dict[str, str] = {}
+    with fixed_clock(), mvcdb.open(path) as db:
+        n = 60
+        meta = {"train_set": "train.csv", "val_set": "val.csv", "hyper": {"lr": 0.01}}
+        v1 = db.record(
+            "linreg",
+            params={"m": np.float64(2.31), "b": np.float64(-0.87)},
+            metrics={"val_mse": 0.31, "train_mse": 0.29},
+            metadata=meta,
+            trajectory={"loss": _curve(n, 9.0, 0.3, 0.01), "m": np.linspace(0, 2.31, n)},
+            message="first fit, lr=0.01",
+        )
+        v2 = db.record(
+            "linreg",
+            params={"m": np.float64(2.49), "b": np.float64(-0.99)},
+            metrics={"val_mse": 0.228, "train_mse": 0.25},
+            metadata={**meta, "hyper": {"lr": 0.05}},
+            trajectory={"loss": _curve(n, 6.0, 0.25, 0.02), "m": np.linspace(2.31, 2.49, n)},
+            parent=v1,
+            message="more steps, lr=0.05",
+        )
+        v3 = db.record(
+            "linreg",
+            params={"m": np.float64(2.40), "b": np.float64(-1.02)},
+            metrics={"val_mse": 0.26, "train_mse": 0.27},
+            metadata={**meta, "hyper": {"lr": 0.02}, "note": "branch"},
+            parent=v1,
+            message="branch: other seed",
+        )
+        v4 = db.record(
+            "linreg",
+            params={"m": np.float64(2.45), "b": np.float64(-1.0)},
+            metrics={"val_mse": 0.24, "train_mse": 0.26},
+            metadata={**meta, "soup": True},
+            parents=[v2, v3],
+            message="soup of the two",
+        )
+        db.tag(v1, "production")
+        db.tag(v2, "production")
+        db.tag(v4, "best")
+        rng = np.random.default_rng(0)
+        w = rng.normal(size=(4, 3)).astype(np.float32)
+        m1 = db.record(
+            "mlp",
+            params={"layer1": {"weight": w, "bias": np.zeros(3, np.float32)}},
+            metrics={"val_loss": 0.52, "acc": 0.81},
+            metadata={"train_set": "digits", "epochs": 3},
+            trajectory={
+                "loss": _curve(30, 2.0, 0.5, 0.05),
+                "weight": np.stack([w * (i / 29) for i in range(30)]),
+            },
+            message="baseline",
+        )
+        m2 = db.record(
+            "mlp",
+            params={"layer1": {"weight": w * 1.1, "bias": np.full(3, 0.1, np.float32)}},
+            metrics={"val_loss": 0.41, "acc": 0.86},
+            metadata={"train_set": "digits", "epochs": 6},
+            trajectory={
+                "loss": _curve(30, 1.5, 0.4, 0.05),
+                "weight": np.stack([w * 1.1 * (i / 29) for i in range(30)]),
+            },
+            parent=m1,
+            message="longer training",
+        )
+    ids.update(v1=v1.id, v2=v2.id, v3=v3.id, v4=v4.id, m1=m1.id, m2=m2.id)
+    return ids

@@ -1,0 +1,158 @@
+"""The detail pane: one version's metadata, metrics, family, tags, parameters and trajectory."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import DataTable, Label, Select, Static
+
+from ..data import Detail, metric_text, short, size_text, sparkline
+from .chart import TrajectoryChart
+
+#: Metadata longer than this (as indented JSON) is cut, with a note.
+MAX_METADATA_LINES = 40
+
+
+class DetailPane(VerticalScroll):
+    """Shows a Detail; the parameter norms and the chart's series arrive separately."""
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+        super().__init__(id=id)
+        self.detail: Detail | None = None
+        self._series_names: list[str] = []
+        self.border_title = "detail"
+
+    def compose(self) -> ComposeResult:
+        yield Static("Select a version.", id="info")
+        yield Label("parameters", classes="section")
+        params: DataTable[str | Text] = DataTable(id="params", cursor_type="row", show_cursor=False)
+        params.add_column("name", key="name")
+        params.add_column("dtype", key="dtype")
+        params.add_column("shape", key="shape")
+        params.add_column("size", key="size")
+        params.add_column("norm", key="norm")
+        yield params
+        with Horizontal(id="series-bar"):
+            yield Label("trajectory ", classes="section")
+            yield Select[str]([], prompt="series", id="series", allow_blank=True)
+        yield TrajectoryChart(id="chart")
+
+    def show_loading(self, version_id: str) -> None:
+        """Say which version is loading, in the border only (no relayout while the cursor moves)."""
+        self.border_subtitle = f"loading {short(version_id)} …" if version_id else ""
+        if not version_id:
+            self.detail = None
+            self.border_title = "detail"
+            self.query_one("#info", Static).update("No version selected.")
+
+    def show(self, detail: Detail) -> None:
+        """Fill every part of the pane from a freshly loaded Detail."""
+        self.detail = detail
+        self.border_title = f"detail · {detail.version.short_id}"
+        self.border_subtitle = ""
+        self.query_one("#info", Static).update(self._info(detail))
+        params = self.query_one("#params", DataTable)
+        params.clear()
+        for t in detail.tensors:
+            shape = "×".join(str(d) for d in t.shape) if t.shape else "scalar"
+            params.add_row(
+                Text(t.name),
+                Text(t.dtype),
+                Text(shape),
+                Text(f"{t.size:,} ({size_text(t.nbytes)})", justify="right"),
+                Text("…", justify="right", style="dim"),
+                key=t.name,
+            )
+        select: Select[str] = self.query_one("#series", Select)
+        names = list(detail.series)
+        if names != self._series_names:
+            self._series_names = names
+            select.set_options([(n, n) for n in names])
+        if names:
+            preferred = next((n for n in names if "loss" in n), names[0])
+            select.value = preferred
+            self.plot(preferred)
+        else:
+            self.query_one(TrajectoryChart).blank("no trajectory recorded")
+
+    def set_norms(self, version_id: str, norms: dict[str, float]) -> None:
+        """Fill the norm column (computed in a worker, as it reads every tensor's bytes)."""
+        if self.detail is None or self.detail.version.id != version_id:
+            return
+        params = self.query_one("#params", DataTable)
+        for name in [str(k.value) for k in params.rows]:
+            text = metric_text(norms[name]) if name in norms else "—"
+            params.update_cell(name, "norm", Text(text, justify="right"))
+
+    def plot(self, series: str) -> None:
+        """Draw the chosen series of the shown version."""
+        if self.detail is None or self.detail.steps is None or series not in self.detail.series:
+            return
+        self.query_one(TrajectoryChart).plot(
+            f"{series} · {self.detail.version.short_id}",
+            [(self.detail.version.short_id, self.detail.steps, self.detail.series[series])],
+        )
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """The user chose another series to plot."""
+        event.stop()
+        if isinstance(event.value, str):
+            self.plot(event.value)
+
+    def _info(self, detail: Detail) -> Text:
+        """The facts as plain aligned text (cheap to lay out: it changes with every selection)."""
+        v = detail.version
+        out = Text()
+
+        def row(label: str, value: str | Text) -> None:
+            out.append(f"{label:<9}", style="bold")
+            out.append(value if isinstance(value, Text) else Text(value))
+            out.append("\n")
+
+        row("id", v.id)
+        row("model", v.model)
+        row("when", v.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"))
+        row("author", v.author or "—")
+        row("message", v.message or "—")
+        row("tags", Text(", ".join(v.tags), style="bold green") if v.tags else "—")
+        parents = ", ".join(short(p) for p in v.parents) or "— (a root)"
+        if len(v.parents) > 1:
+            parents += f"  ({len(v.parents)} parents: a merge)"
+        row("parents", parents)
+        kids = ", ".join(short(c) for c in detail.children[:8])
+        if len(detail.children) > 8:
+            kids += f" … ({len(detail.children)} in all)"
+        row("children", kids or "—")
+        row("params", f"{len(detail.tensors)} tensors, {size_text(v.params_bytes)}")
+        if not v.metrics:
+            row("metrics", "—")
+        width = max((len(n) for n in v.metrics), default=0)
+        for i, (name, value) in enumerate(v.metrics.items()):
+            line = Text(f"{name:<{width}}  ", style="cyan")
+            line.append(metric_text(value))
+            row("metrics" if i == 0 else "", line)
+        for i, line_text in enumerate(_metadata_lines(v.metadata)):
+            row("metadata" if i == 0 else "", line_text)
+        width = max((len(n) for n in detail.series), default=0)
+        for i, (name, values) in enumerate(detail.series.items()):
+            finite = values[np.isfinite(values)]
+            last = metric_text(float(finite[-1])) if len(finite) else "nan"
+            line = Text(f"{name:<{width}} ", style="cyan")
+            line.append(sparkline(values, 16))
+            line.append(f" {last}", style="dim")
+            row("series" if i == 0 else "", line)
+        out.rstrip()
+        return out
+
+
+def _metadata_lines(metadata: dict[str, object]) -> list[str]:
+    if not metadata:
+        return ["—"]
+    lines = json.dumps(metadata, indent=2, ensure_ascii=False, default=str).splitlines()
+    if len(lines) > MAX_METADATA_LINES:
+        lines = [*lines[:MAX_METADATA_LINES], f"… ({len(lines) - MAX_METADATA_LINES} more lines)"]
+    return lines

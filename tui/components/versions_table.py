@@ -1,0 +1,118 @@
+"""The versions table: one row a version, filled a page at a time (the rest loads on scroll)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import DataTable
+from textual.widgets.data_table import RowDoesNotExist
+
+from mvcdb.models import Version
+
+from ..data import FIXED_COLUMNS, MESSAGE_COLUMN, metric_text, when_text
+
+MARK = "●"
+#: Ask for the next page when the cursor or the viewport comes this close to the last row.
+NEAR_END_ROWS = 40
+
+
+class VersionsTable(DataTable[str | Text]):
+    """A DataTable keyed by full version id, with a mark column and one column per key metric."""
+
+    class NearEnd(Message):
+        """The user scrolled near the last loaded row: time to load the next page."""
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.metric_names: list[str] = []
+        self.marks: list[str] = []
+        self.sort_column: str | None = None
+        self.sort_desc = False
+
+    def set_columns(self, metric_names: Sequence[str]) -> None:
+        """Rebuild the columns (and drop all rows) for a new set of metric columns."""
+        self.clear(columns=True)
+        self.metric_names = list(metric_names)
+        self.add_column(" ", key="mark", width=1)
+        for key, (label, _) in FIXED_COLUMNS.items():
+            self.add_column(self._label(key, label), key=key)
+        for name in self.metric_names:
+            self.add_column(self._label(f"metric:{name}", name), key=f"metric:{name}")
+        self.add_column(self._label(*MESSAGE_COLUMN), key=MESSAGE_COLUMN[0])
+
+    def _label(self, key: str, label: str) -> str:
+        if key != self.sort_column:
+            return label
+        return f"{label} {'▼' if self.sort_desc else '▲'}"
+
+    def relabel(self) -> None:
+        """Show the sort arrow on the sorted column's header."""
+        for key, column in self.columns.items():
+            name = str(key.value)
+            if name == "mark":
+                continue
+            base = FIXED_COLUMNS[name][0] if name in FIXED_COLUMNS else name.removeprefix("metric:")
+            column.label = Text(self._label(name, base))
+        self.refresh()
+
+    def row_cells(self, v: Version) -> list[str | Text]:
+        """The cells of one version's row."""
+        # Text, not str: DataTable would parse a str as markup ("[x]" in a message must stay text).
+        cells: list[str | Text] = [
+            Text(MARK if v.id in self.marks else ""),
+            Text(v.model),
+            Text(v.short_id),
+            Text(when_text(v.created_at)),
+            Text(v.author),
+            Text(", ".join(v.tags), style="bold green"),
+        ]
+        for name in self.metric_names:
+            cells.append(Text(metric_text(v.metrics.get(name)), justify="right"))
+        cells.append(Text(v.message.splitlines()[0][:80] if v.message else ""))
+        return cells
+
+    def add_versions(self, versions: Sequence[Version]) -> None:
+        """Append rows (ids already shown are skipped: pages can overlap after live updates)."""
+        for v in versions:
+            if v.id in self.rows:
+                continue
+            self.add_row(*self.row_cells(v), key=v.id)
+
+    def id_at_cursor(self) -> str | None:
+        """The full id of the highlighted row, if any."""
+        if self.row_count == 0:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except Exception:  # noqa: BLE001 - an empty or shrinking table has no cursor cell
+            return None
+        return None if key.value is None else str(key.value)
+
+    def row_of(self, version_id: str) -> int | None:
+        """The row index of a version, or None when it is not loaded."""
+        try:
+            return self.get_row_index(version_id)
+        except RowDoesNotExist:
+            return None
+
+    def toggle_mark(self, version_id: str) -> None:
+        """Mark or unmark a version; a third mark replaces the oldest."""
+        if version_id in self.marks:
+            self.marks.remove(version_id)
+        else:
+            self.marks.append(version_id)
+            if len(self.marks) > 2:
+                dropped = self.marks.pop(0)
+                self._show_mark(dropped)
+        self._show_mark(version_id)
+
+    def _show_mark(self, version_id: str) -> None:
+        if version_id in self.rows:
+            self.update_cell(version_id, "mark", Text(MARK if version_id in self.marks else ""))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if self.row_count and new_value + self.size.height >= self.row_count - NEAR_END_ROWS:
+            self.post_message(self.NearEnd())
