@@ -26,7 +26,7 @@ from mvcdb.manifest import version_id
 from .common import CACHE, measure, remove_db, row, scratch
 
 #: Bump when the cached files' content changes.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 
 def build_versions_db(n: int, shape: str) -> Path:
@@ -74,7 +74,8 @@ def build_versions_db(n: int, shape: str) -> Path:
             (i + 1, vid_hex, model, f"version {i}", "bench", created, meta, manifest),
         )
         conn.executemany(
-            "INSERT INTO lineage VALUES (?, ?, ?)", [(i + 1, p, k) for k, p in enumerate(parents)]
+            "INSERT INTO lineage (child, parent, position) VALUES (?, ?, ?)",
+            [(i + 1, p, k) for k, p in enumerate(parents)],
         )
         conn.executemany("INSERT INTO metrics VALUES (?, ?, ?)", [(i + 1, k, v) for k, v in metrics.items()])
     conn.execute("COMMIT")
