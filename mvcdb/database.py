@@ -53,6 +53,13 @@ ProgressCallback = Callable[[int, int, str], None]
 
 #: Versions with at most this many bytes of tensors are written in a single transaction.
 SMALL_RECORD_BYTES = 1 << 20
+#: How often record() stores its chunks again when a concurrent gc removed them meanwhile.
+RECORD_ATTEMPTS = 3
+
+
+class _ChunksVanished(MvcdbError):
+    """Chunks written by this record were removed (by a concurrent gc) before its rows landed."""
+
 
 #: What may name a parent: a ref string or a Version.
 ParentRef = Union[str, Version]
@@ -270,22 +277,33 @@ class Database:
         base = parent_vids[0] if parent_vids else None
         logical = sum(a.nbytes for a in arrays.values())
         logical += sum(a.nbytes for a in (trajectory or {}).values())
-        # A small version is written in one transaction (one commit instead of two); a large one
-        # stores its chunks in short transactions first so other writers are never held up long.
-        with write_transaction(self.conn) if logical <= SMALL_RECORD_BYTES else nullcontext():
-            return self._store_and_insert(
-                model,
-                arrays,
-                trajectory,
-                trajectory_steps,
-                base=base,
-                parent_vids=parent_vids,
-                parent_ids=parent_ids,
-                message=message,
-                metric_values=metric_values,
-                meta_text=meta_text,
-                tag_names=tag_names,
-            )
+        small = logical <= SMALL_RECORD_BYTES
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                # A small version is written in one transaction (one commit instead of two); a
+                # large one stores its chunks in short transactions first so other writers are
+                # never held up long.
+                with write_transaction(self.conn) if small else nullcontext():
+                    return self._store_and_insert(
+                        model,
+                        arrays,
+                        trajectory,
+                        trajectory_steps,
+                        base=base,
+                        parent_vids=parent_vids,
+                        parent_ids=parent_ids,
+                        message=message,
+                        metric_values=metric_values,
+                        meta_text=meta_text,
+                        tag_names=tag_names,
+                    )
+            except _ChunksVanished:
+                if attempt == RECORD_ATTEMPTS:  # a gc keeps racing us: give up clearly
+                    raise MvcdbError(
+                        f"chunks vanished during the write {RECORD_ATTEMPTS} times (a concurrent"
+                        " gc?); record again"
+                    ) from None
+        raise AssertionError("unreachable")
 
     def _store_and_insert(
         self,
@@ -322,7 +340,7 @@ class Database:
         with write_transaction(self.conn):
             missing = self._missing_chunks(stored.values())
             if missing:  # a concurrent `gc` removed chunks between our writes: store them again
-                raise MvcdbError("chunks vanished during the write (a concurrent gc?); record again")
+                raise _ChunksVanished()
             vid = recording.insert_version(
                 self.conn,
                 vid_of_parents=parent_vids,

@@ -71,3 +71,25 @@ def test_damaged_chunk_is_detected_on_restore(db: mvcdb.Database) -> None:
         assert "chunk" in str(exc)
     else:
         raise AssertionError("a damaged chunk was restored silently")
+
+
+def test_record_stores_its_chunks_again_when_a_gc_took_them(db: mvcdb.Database, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A large record writes chunks before its rows; a gc in between must not lose the version."""
+    import mvcdb.database as database_module
+
+    w = np.random.default_rng(2).standard_normal(400_000)  # 3.2 MB: the chunks-first path
+    real_author = database_module.current_author
+    calls = []
+
+    def gc_between() -> str:  # runs after the chunk transactions, before the rows' transaction
+        calls.append(1)
+        if len(calls) == 1:
+            db.conn.execute("DELETE FROM chunks WHERE cid NOT IN (SELECT cid FROM tensor_chunks)")
+            assert db.conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
+        return real_author()
+
+    monkeypatch.setattr(database_module, "current_author", gc_between)
+    v = db.record("m", {"w": w})
+    assert len(calls) == 2  # stored twice, recorded once
+    assert db.restore(v.id)["w"].tobytes() == w.tobytes()
+    assert db.verify().ok
