@@ -100,20 +100,8 @@ def record(
     """
     from .database import Database
 
-    if isinstance(db, Database):
-        return db.record(
-            model_name,
-            params,
-            model=model,
-            metrics=metrics,
-            metadata=metadata,
-            trajectory=trajectory,
-            parent=parent,
-            parents=parents,
-            message=message,
-            tags=tags,
-        )
-    with Database(db) as opened:
+    opened = db if isinstance(db, Database) else Database(db)
+    try:
         return opened.record(
             model_name,
             params,
@@ -126,6 +114,9 @@ def record(
             message=message,
             tags=tags,
         )
+    finally:
+        if opened is not db:
+            opened.close()
 
 
 __all__ = [
