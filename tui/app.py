@@ -236,7 +236,9 @@ class MvcdbApp(App[None]):
             parts.append("marked: " + ", ".join(short(m) for m in table.marks))
         if self.loading:
             parts.append("loading …")
-        self.query_one("#status", Static).update(Text(" · ".join(parts)))
+        # results(): the status line is gone while the app shuts down and a last poll reloads
+        for status in self.query("#status").results(Static):
+            status.update(Text(" · ".join(parts)))
 
     @on(VersionsTable.NearEnd)
     def _near_end(self) -> None:
@@ -329,6 +331,8 @@ class MvcdbApp(App[None]):
 
     def _poll(self) -> None:
         """Reload when another connection has committed to the file since the last look."""
+        if self._exit or not self.is_running:
+            return
         try:
             version = self._read_data_version()
         except sqlite3.Error:
