@@ -337,10 +337,10 @@ class Database:
             tensors=[t.as_manifest(kind, name) for (kind, name), t in stored.items()],
         )
         vid_hex = version_id(manifest)
+        chunks_in_this_transaction = self.conn.in_transaction  # small record: nothing can vanish
         with write_transaction(self.conn):
-            missing = self._missing_chunks(stored.values())
-            if missing:  # a concurrent `gc` removed chunks between our writes: store them again
-                raise _ChunksVanished()
+            if not chunks_in_this_transaction and self._missing_chunks(stored.values()):
+                raise _ChunksVanished()  # a concurrent gc removed our chunks: store them again
             vid = recording.insert_version(
                 self.conn,
                 vid_of_parents=parent_vids,

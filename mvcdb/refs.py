@@ -69,11 +69,19 @@ def resolve_vid(conn: sqlite3.Connection, ref: object) -> int:
     return int(vid)
 
 
+def latest_of(base: str, ref: str) -> str | None:
+    """The model named by a 'MODEL@latest' base (None if base has no '@'); RefError otherwise."""
+    if "@" not in base:
+        return None
+    model, _, selector = base.rpartition("@")
+    if selector != "latest":
+        raise RefError(f"unknown selector {selector!r} in {ref!r} (only MODEL@latest is known)")
+    return model
+
+
 def _resolve_base(conn: sqlite3.Connection, base: str, ref: str) -> int:
-    if "@" in base:
-        model, _, selector = base.rpartition("@")
-        if selector != "latest":
-            raise RefError(f"unknown selector {selector!r} in {ref!r} (only MODEL@latest is known)")
+    model = latest_of(base, ref)
+    if model is not None:
         row = conn.execute(
             "SELECT vid FROM versions WHERE model = ? ORDER BY created_at DESC, vid DESC LIMIT 1",
             (model,),

@@ -41,7 +41,7 @@ from ..copying import (
     verified_manifest,
 )
 from ..errors import DecodeError, IntegrityError, MvcdbError, RefError
-from ..refs import HEX_RE, MIN_PREFIX, check_tag_name, split_ref
+from ..refs import HEX_RE, MIN_PREFIX, check_tag_name, latest_of, split_ref
 from ..timeutil import now_text
 from . import pg, urls
 from .chunks import insert_encoded, insert_stubs
@@ -489,10 +489,8 @@ def _resolve_remote_ref(conn: psycopg.Connection[Any], ref: str) -> str:
     """A ref on the remote (tag, id, prefix >= 4 hex, MODEL@latest, ~N suffixes) -> full id."""
     base, steps = split_ref(ref.strip())
     row: Any = None
-    if "@" in base:
-        model, _, selector = base.rpartition("@")
-        if selector != "latest":
-            raise RefError(f"unknown selector {selector!r} in {ref!r} (only MODEL@latest is known)")
+    model = latest_of(base, ref)
+    if model is not None:
         row = conn.execute(
             "SELECT id FROM mvcdb.versions WHERE model = %s ORDER BY created_at DESC, id DESC LIMIT 1",
             (model,),
