@@ -1,4 +1,4 @@
--- mvcdb schema, version 1: the single source of truth (applied by mvcdb/schema.py).
+-- mvcdb schema, version 2: the single source of truth (applied by mvcdb/schema.py).
 -- Every table is STRICT; foreign keys are enforced (PRAGMA foreign_keys=ON on every connection).
 -- Integer keys (vid, cid) are local to one file; the 64-hex `versions.id` and the 32-byte
 -- `chunks.hash` are the global, content-derived names that merging and sharing rely on.
@@ -63,7 +63,6 @@ CREATE TABLE tensors (
     digest TEXT    NOT NULL,                               -- hex SHA-256 over dtype, shape, chunk hashes
     PRIMARY KEY (vid, kind, name)
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX tensors_digest ON tensors (digest);
 
 -- The ordered chunks of each tensor.
 CREATE TABLE tensor_chunks (

@@ -71,15 +71,31 @@ def _one_size(work: Path, points: int, repeats: int) -> list[dict[str, Any]]:
         t_log = measure(lambda: _log_only(db, values), repeats)
         t_bare = measure(lambda: _bare_loop(values), repeats)
 
-        def ingest() -> None:
-            _log_only(db, values).commit(metrics={"final": 1.0})
+    # Every ingest writes into a fresh file: a real run's points are new, so the chunks are
+    # hashed, encoded and inserted (a second identical commit into the same file would only
+    # find them already stored).
+    fresh: list[mvcdb.Database] = []
 
-        t_ingest = measure(ingest, repeats)
+    def open_fresh() -> None:
+        remove_db(db_path)
+        fresh.append(mvcdb.open(db_path))
+
+    def close_fresh() -> None:
+        db = fresh.pop()
         traj = db.trajectory(db.versions("traj")[0].id)
         assert len(traj["loss"]) == calls
+        db.close()
+
+    t_ingest = measure(
+        lambda: _log_only(fresh[-1], values).commit(metrics={"final": 1.0}),
+        repeats,
+        setup=open_fresh,
+        teardown=close_fresh,
+    )
     sql_path = work / "points.sqlite"
     t_sql = measure(lambda: _executemany(sql_path, values), repeats)
     per_call = t_log.seconds / calls
+    commit_ms = max(0.0, t_ingest.seconds - t_log.seconds) * 1e3
     return [
         row(
             "run.log of three scalars (per call)",
@@ -91,7 +107,7 @@ def _one_size(work: Path, points: int, repeats: int) -> list[dict[str, Any]]:
             t_bare.seconds,
             target="<= 2 µs per call",
             met=per_call <= 2e-6,
-            note=f"{per_call * 1e6:.2f} µs per call",
+            note=f"{per_call * 1e6:.2f} µs per call (bare loop {t_bare.seconds / calls * 1e6:.2f} µs)",
         ),
         row(
             "trajectory ingest (run.log + commit)",
@@ -103,6 +119,7 @@ def _one_size(work: Path, points: int, repeats: int) -> list[dict[str, Any]]:
             t_sql.seconds,
             target=">= 2,000,000 points/s",
             met=points / t_ingest.seconds >= 2e6,
+            note=f"log {t_log.seconds * 1e3:.0f} ms + commit ~{commit_ms:.0f} ms (fresh file each run)",
         ),
     ]
 

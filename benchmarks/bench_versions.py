@@ -8,6 +8,7 @@ files) and cached under benchmarks/results/cache/.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sqlite3
@@ -26,7 +27,7 @@ from mvcdb.manifest import version_id
 from .common import CACHE, measure, remove_db, row, scratch
 
 #: Bump when the cached files' content changes.
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 
 
 def build_versions_db(n: int, shape: str) -> Path:
@@ -88,8 +89,8 @@ def _small_params(i: int) -> dict[str, Any]:
     return {"m": np.float64(0.5 + i * 1e-6), "b": np.float64(-0.1), "w": np.full(10, i, dtype=np.float32)}
 
 
-def _record_small(path: Path, n: int) -> None:
-    with mvcdb.open(path) as db:
+def _record_small(path: Path, n: int, batch: bool = False) -> None:
+    with mvcdb.open(path) as db, db.batch() if batch else contextlib.nullcontext():
         parent = None
         for i in range(n):
             parent = db.record(
@@ -101,8 +102,9 @@ def _record_small(path: Path, n: int) -> None:
             )
 
 
-def _plain_small(path: Path, n: int) -> None:
-    """The same rows in plain sqlite3, one transaction per version (what atomic versions need)."""
+def _plain_small(path: Path, n: int, batch: bool = False) -> None:
+    """The same rows in plain sqlite3, one transaction per version (what atomic versions need),
+    or all in one transaction (what db.batch() does)."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -111,8 +113,11 @@ def _plain_small(path: Path, n: int) -> None:
     )
     conn.execute("CREATE TABLE m (vid INTEGER, name TEXT, value REAL, PRIMARY KEY (vid, name))")
     conn.execute("CREATE TABLE l (child INTEGER, parent INTEGER, PRIMARY KEY (child, parent))")
-    for i in range(n):
+    if batch:
         conn.execute("BEGIN IMMEDIATE")
+    for i in range(n):
+        if not batch:
+            conn.execute("BEGIN IMMEDIATE")
         cur = conn.execute(
             "INSERT INTO v (model, created, metadata, blob) VALUES (?, ?, ?, ?)",
             (
@@ -126,25 +131,33 @@ def _plain_small(path: Path, n: int) -> None:
         conn.executemany("INSERT INTO m VALUES (?, ?, ?)", [(vid, "val_loss", 1.0), (vid, "acc", 0.5)])
         if i:
             conn.execute("INSERT INTO l VALUES (?, ?)", (vid, vid - 1))
+        if not batch:
+            conn.execute("COMMIT")
+    if batch:
         conn.execute("COMMIT")
     conn.close()
 
 
-def _small_versions(work: Path, n: int, repeats: int) -> dict[str, Any]:
+def _small_versions(work: Path, n: int, repeats: int) -> list[dict[str, Any]]:
+    return [_small_versions_row(work, n, repeats, batch) for batch in (False, True)]
+
+
+def _small_versions_row(work: Path, n: int, repeats: int, batch: bool) -> dict[str, Any]:
     path = work / "small.db"
-    t = measure(lambda: _record_small(path, n), repeats, setup=lambda: remove_db(path))
+    t = measure(lambda: _record_small(path, n, batch), repeats, setup=lambda: remove_db(path))
     plain = work / "plain.sqlite"
-    t_plain = measure(lambda: _plain_small(plain, n), repeats, setup=lambda: remove_db(plain))
+    t_plain = measure(lambda: _plain_small(plain, n, batch), repeats, setup=lambda: remove_db(plain))
     return row(
-        "record small versions (metrics+metadata+tiny params)",
+        f"record small versions{' in db.batch()' if batch else ' (metrics+metadata+tiny params)'}",
         f"{n:,} versions",
         t,
         n,
         "versions/s",
-        "sqlite3, same rows, 1 txn/version",
+        "sqlite3, same rows, 1 txn" if batch else "sqlite3, same rows, 1 txn/version",
         t_plain.seconds,
         target=">= 2,000 versions/s",
         met=n / t.seconds >= 2000,
+        note="one transaction for all" if batch else "one transaction (commit) per version",
     )
 
 
@@ -318,7 +331,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     with scratch("versions-") as work:
         for n in (1_000, 2_000) if quick else (1_000, 10_000):
-            out.append(_small_versions(work, n, 1 if n > 2000 else repeats))
+            out.extend(_small_versions(work, n, 1 if n > 2000 else repeats))
         for n in (1_000, 10_000) if quick else (10_000, 100_000):
             tree = build_versions_db(n, "tree")
             chain = build_versions_db(n, "chain")

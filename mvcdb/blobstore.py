@@ -79,7 +79,7 @@ Chain = list[tuple[ChunkRow, bytes]]
 
 
 def tensor_digest(dtype: str, shape: Sequence[int], hashes: Sequence[bytes]) -> str:
-    return hashlib.sha256(serial.pack([dtype, list(shape), list(hashes)])).hexdigest()
+    return hashlib.sha256(serial.pack_sorted([dtype, list(shape), list(hashes)])).hexdigest()
 
 
 def _sha256(piece: memoryview) -> bytes:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import zstandard
@@ -88,6 +88,35 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return dec
 
 
+#: Raw payload bytes are read and copied out in pieces of this size (no big temporary buffers).
+READ_PIECE = 1024 * 1024
+
+
+class Source(Protocol):
+    """A payload read front to back: bytes in memory (BufferSource) or an open SQLite blob."""
+
+    def read(self, length: int = -1, /) -> bytes | memoryview: ...
+
+    def __len__(self) -> int: ...
+
+
+class BufferSource:
+    """A Source over bytes already in memory; reads are zero-copy slices."""
+
+    def __init__(self, payload: bytes | bytearray | memoryview) -> None:
+        self._view = memoryview(payload).cast("B")
+        self._pos = 0
+
+    def read(self, length: int = -1, /) -> memoryview:
+        end = len(self._view) if length < 0 else min(len(self._view), self._pos + length)
+        piece = self._view[self._pos : end]
+        self._pos = end
+        return piece
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+
 class Encoded(NamedTuple):
     """One encoded chunk: the codec used, its lane width, the payload, and the row size (ROWDELTA)."""
 
@@ -110,82 +139,80 @@ def lane_size(dtype: np.dtype[Any]) -> int:
 # -- byte planes ------------------------------------------------------------------------------------
 
 
-def to_planes(raw: memoryview | np.ndarray, itemsize: int) -> np.ndarray:
-    """Split bytes into itemsize planes (byte 0 of every element, then byte 1, ...); tail kept."""
-    buf = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw.view(np.uint8)
-    whole = len(buf) - len(buf) % itemsize
-    n = whole // itemsize
-    planes = np.empty(len(buf), dtype=np.uint8)
-    cols = buf[:whole].reshape(n, itemsize)
-    for k in range(itemsize):  # strided column copies run ~3x faster than a transpose here
-        planes[k * n : (k + 1) * n] = cols[:, k]
-    planes[whole:] = buf[whole:]
-    return planes
-
-
-def from_planes(planes: np.ndarray, itemsize: int, out: np.ndarray) -> None:
-    """Inverse of to_planes, writing into out (uint8, same length)."""
-    whole = len(planes) - len(planes) % itemsize
-    n = whole // itemsize
-    cols = out[:whole].reshape(n, itemsize)
-    for k in range(itemsize):
-        cols[:, k] = planes[k * n : (k + 1) * n]
-    out[whole:] = planes[whole:]
-
-
-def _pack_planes(planes: np.ndarray, itemsize: int) -> bytes:
+def _pack_planes(raw: memoryview | np.ndarray, itemsize: int) -> memoryview:
     """Planes payload: per plane a (kind, length) header, then each plane zstd'd or as is, then
     the tail bytes as is. A probe of each plane's first bytes decides: planes that do not compress
     (random mantissa bits) are stored as they are, the others with whichever zstd setting (level
-    1, or the fast literal-heavy one) shrank the probe more."""
-    n = len(planes) // itemsize
+    1, or the fast literal-heavy one) shrank the probe more. Each plane is split out straight
+    into its place in one payload buffer (no joined copy of the whole chunk)."""
+    buf = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw.view(np.uint8)
+    n = len(buf) // itemsize
+    cols = buf[: n * itemsize].reshape(n, itemsize)
+    head = _PLANE_HEADER.size * itemsize
+    payload = np.empty(head + len(buf), dtype=np.uint8)
     comp, literal = _compressor(), _literal_compressor()
-    headers: list[bytes] = []
-    bodies: list[bytes | memoryview] = []
+    pos = head
     for k in range(itemsize):
-        plane = planes[k * n : (k + 1) * n].data
-        body: bytes | memoryview = plane
-        kind = _PLANE_RAW
-        probe = plane[:PROBE_BYTES]
+        plane = payload[pos : pos + n]
+        plane[:] = cols[:, k]  # strided column copies run ~3x faster than a transpose here
+        kind, length = _PLANE_RAW, n
+        probe = plane[:PROBE_BYTES].data
         by_level, by_literal = len(comp.compress(probe)), len(literal.compress(probe))
         if min(by_level, by_literal) <= len(probe) * (1 - MIN_SAVING):
-            packed = (literal if by_literal <= by_level else comp).compress(plane)
-            if len(packed) < len(plane):
-                body, kind = packed, _PLANE_ZSTD
-        headers.append(_PLANE_HEADER.pack(kind, len(body)))
-        bodies.append(body)
-    bodies.append(planes[n * itemsize :].data)
-    return b"".join([*headers, *bodies])
+            packed = (literal if by_literal <= by_level else comp).compress(plane.data)
+            if len(packed) < n:
+                kind, length = _PLANE_ZSTD, len(packed)
+                payload[pos : pos + length] = np.frombuffer(packed, dtype=np.uint8)
+        _PLANE_HEADER.pack_into(payload, k * _PLANE_HEADER.size, kind, length)
+        pos += length
+    tail = len(buf) - n * itemsize
+    payload[pos : pos + tail] = buf[n * itemsize :]
+    return memoryview(payload[: pos + tail].data)
 
 
-def _unpack_planes(payload: bytes | memoryview, itemsize: int, size: int, out: np.ndarray) -> None:
-    """Decode a planes payload into out (uint8, size bytes), checking every length."""
+def _unpack_planes(src: Source, itemsize: int, size: int, out: np.ndarray) -> None:
+    """Decode a planes payload into out (uint8, size bytes), checking every length first.
+
+    Raw planes are read in READ_PIECE pieces and copied straight into their byte column of out."""
     if itemsize not in _UINT:
         raise DecodeError(f"bad itemsize {itemsize} in chunk")
-    view = memoryview(payload)
     n = size // itemsize
-    pos = _PLANE_HEADER.size * itemsize
-    if len(view) < pos:
+    tail = size - n * itemsize
+    head = src.read(_PLANE_HEADER.size * itemsize)
+    if len(head) != _PLANE_HEADER.size * itemsize:
         raise DecodeError("chunk payload is shorter than its plane headers")
+    planes = [_PLANE_HEADER.unpack_from(head, k * _PLANE_HEADER.size) for k in range(itemsize)]
+    if len(head) + sum(length for _, length in planes) + tail != len(src):
+        raise DecodeError("chunk payload length does not match its plane headers")
     cols = out[: n * itemsize].reshape(n, itemsize)
-    for k in range(itemsize):
-        kind, length = _PLANE_HEADER.unpack_from(view, k * _PLANE_HEADER.size)
-        body = view[pos : pos + length]
-        if len(body) != length:
-            raise DecodeError("chunk payload is shorter than its plane headers say")
-        pos += length
+    for k, (kind, length) in enumerate(planes):
         if kind == _PLANE_RAW:
             if length != n:
                 raise DecodeError(f"raw plane holds {length} bytes, expected {n}")
-            cols[:, k] = np.frombuffer(body, dtype=np.uint8)
+            for start in range(0, n, READ_PIECE):
+                piece = _read_exact(src, min(READ_PIECE, n - start))
+                cols[start : start + len(piece), k] = np.frombuffer(piece, dtype=np.uint8)
         elif kind == _PLANE_ZSTD:
-            cols[:, k] = np.frombuffer(_zstd_decompress(body, n), dtype=np.uint8)
+            cols[:, k] = np.frombuffer(_zstd_decompress(_read_exact(src, length), n), dtype=np.uint8)
         else:
             raise DecodeError(f"unknown plane kind {kind}")
-    tail = view[pos:]
-    if len(tail) != size - n * itemsize:
-        raise DecodeError(f"chunk tail holds {len(tail)} bytes, expected {size - n * itemsize}")
-    out[n * itemsize :] = np.frombuffer(tail, dtype=np.uint8)
+    out[n * itemsize :] = np.frombuffer(_read_exact(src, tail), dtype=np.uint8)
+
+
+def _read_exact(src: Source, length: int) -> bytes | memoryview:
+    piece = src.read(length)
+    if len(piece) != length:
+        raise DecodeError("chunk payload is shorter than its headers say")
+    return piece
+
+
+def _read_into(src: Source, out: np.ndarray) -> None:
+    """Copy the whole of src (exactly len(out) bytes) into out, piece by piece."""
+    if len(src) != len(out):
+        raise DecodeError(f"raw chunk holds {len(src)} bytes, expected {len(out)}")
+    for start in range(0, len(out), READ_PIECE):
+        piece = _read_exact(src, min(READ_PIECE, len(out) - start))
+        out[start : start + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
 
 
 def _zstd_decompress(payload: bytes | memoryview, size: int) -> bytes:
@@ -249,7 +276,7 @@ def encode(raw: memoryview, itemsize: int) -> Encoded:
     if size < MIN_ENCODE:
         return Encoded(RAW, 1, raw)
     if itemsize > 1 and itemsize in _UINT:
-        payload: bytes | memoryview = _pack_planes(to_planes(raw, itemsize), itemsize)
+        payload: bytes | memoryview = _pack_planes(raw, itemsize)
         codec = PLANES
     else:
         payload = _compressor().compress(raw)
@@ -265,7 +292,7 @@ def encode_delta(raw: memoryview, base: np.ndarray, itemsize: int) -> Encoded | 
         return None
     diff = _lanes(raw, itemsize) - _lanes(base, itemsize)
     zz = _zigzag(diff, itemsize)
-    return Encoded(DELTA, itemsize, _pack_planes(to_planes(zz, itemsize), itemsize))
+    return Encoded(DELTA, itemsize, _pack_planes(zz, itemsize))
 
 
 def encode_rows(raw: memoryview, itemsize: int, stride: int) -> Encoded | None:
@@ -284,7 +311,7 @@ def encode_rows(raw: memoryview, itemsize: int, stride: int) -> Encoded | None:
     diff[0] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=diff[1:])
     zz = _zigzag(diff.reshape(-1), itemsize)
-    return Encoded(ROWDELTA, itemsize, _pack_planes(to_planes(zz, itemsize), itemsize), stride)
+    return Encoded(ROWDELTA, itemsize, _pack_planes(zz, itemsize), stride)
 
 
 def smallest(*candidates: Encoded | None) -> Encoded:
@@ -296,7 +323,7 @@ def smallest(*candidates: Encoded | None) -> Encoded:
 def decode_into(
     codec: int,
     itemsize: int,
-    payload: bytes | memoryview,
+    payload: bytes | bytearray | memoryview,
     size: int,
     out: np.ndarray,
     *,
@@ -307,25 +334,37 @@ def decode_into(
 
     base: the raw bytes of the base chunk (DELTA only); stride: row bytes (ROWDELTA only).
     """
+    decode_from(codec, itemsize, BufferSource(payload), size, out, base=base, stride=stride)
+
+
+def decode_from(
+    codec: int,
+    itemsize: int,
+    src: Source,
+    size: int,
+    out: np.ndarray,
+    *,
+    base: np.ndarray | None = None,
+    stride: int = 0,
+) -> None:
+    """decode_into, reading the payload from a Source (e.g. straight from an open SQLite blob)."""
     if len(out) != size:
         raise DecodeError("chunk destination has the wrong size")
     if codec == RAW:
-        if len(payload) != size:
-            raise DecodeError(f"raw chunk holds {len(payload)} bytes, expected {size}")
-        out[:] = np.frombuffer(payload, dtype=np.uint8)
+        _read_into(src, out)
     elif codec == ZSTD:
-        out[:] = np.frombuffer(_zstd_decompress(payload, size), dtype=np.uint8)
+        out[:] = np.frombuffer(_zstd_decompress(src.read(), size), dtype=np.uint8)
     elif codec == PLANES:
-        _unpack_planes(payload, itemsize, size, out)
+        _unpack_planes(src, itemsize, size, out)
     elif codec == DELTA:
         if base is None or len(base) != size or not _delta_ok(size, itemsize):
             raise DecodeError("delta chunk without a base of the same size")
-        _unpack_planes(payload, itemsize, size, out)
+        _unpack_planes(src, itemsize, size, out)
         _unzigzag(_lanes(out, itemsize), _lanes(base, itemsize))
     elif codec == ROWDELTA:
         if not _delta_ok(size, itemsize) or stride <= 0 or stride % itemsize or size % stride:
             raise DecodeError(f"row-delta chunk with a bad row size {stride}")
-        _unpack_planes(payload, itemsize, size, out)
+        _unpack_planes(src, itemsize, size, out)
         lanes = _unzigzag(_lanes(out, itemsize)).reshape(size // stride, stride // itemsize)
         np.cumsum(lanes, axis=0, dtype=lanes.dtype, out=lanes)
     elif codec == STUB:

@@ -23,9 +23,16 @@ from .errors import BusyError, MvcdbError, NotAnMvcdbFileError, ReadOnlyError
 SQLITE_HEADER = b"SQLite format 3\x00"
 #: 'mvcd' — written to PRAGMA application_id so other tools (and we) can tell the file apart.
 APPLICATION_ID = 0x6D766364
-PAGE_SIZE = 32768
+PAGE_SIZE = 8192
 #: How long close() waits for other processes before leaving the checkpoint to the last closer.
 CHECKPOINT_WAIT_MS = 2000
+#: WAL pages after which a commit folds the WAL back into the main file (SQLite's default).
+AUTOCHECKPOINT_PAGES = 1000
+#: After a checkpoint the WAL file is cut back to this size (a bulk write may have grown it).
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+#: id(conn) -> write transactions still allowed to commit without an autocheckpoint.
+_deferred: dict[int, int] = {}
 
 T = TypeVar("T")
 
@@ -174,6 +181,7 @@ def tune(conn: sqlite3.Connection, *, readonly: bool) -> None:
         if str(mode).upper() != wanted:
             with_retry(lambda: _set_journal_mode(conn, wanted))
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
     conn.execute("PRAGMA mmap_size = 1073741824")
     conn.execute("PRAGMA cache_size = -65536")
     conn.execute("PRAGMA temp_store = MEMORY")
@@ -186,12 +194,44 @@ def _set_journal_mode(conn: sqlite3.Connection, wanted: str) -> None:
         raise sqlite3.OperationalError(f"database is locked (journal mode stayed {got})")
 
 
+def defer_checkpoint(conn: sqlite3.Connection) -> None:
+    """Keep the WAL autocheckpoint off for the next write transaction and the one after it.
+
+    A bulk write (a big record's chunks) calls this before each of its transactions, so the
+    checkpoint -- which writes every byte a second time and syncs -- happens neither there nor
+    at the commit that follows (the version's rows), but at the write transaction after that,
+    at close(), or at checkpoint(): not inside record(). Commits stay atomic; they are durable
+    at that checkpoint (WAL with synchronous=NORMAL), as the README says.
+    """
+    if id(conn) not in _deferred:
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+    _deferred[id(conn)] = 2
+
+
+def _resume_checkpoint(conn: sqlite3.Connection) -> None:
+    """Before a write transaction: count down a deferral and turn the autocheckpoint back on
+    when it has run out (this transaction's commit then folds the WAL, keeping it bounded)."""
+    left = _deferred.get(id(conn))
+    if left is None:
+        return
+    if left > 0:
+        _deferred[id(conn)] = left - 1
+        return
+    del _deferred[id(conn)]
+    conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
+
+
 def checkpoint(conn: sqlite3.Connection) -> bool:
     """Fold the WAL back into the main file (TRUNCATE) if no other process is busy with it.
 
     Waits at most CHECKPOINT_WAIT_MS: with other writers active the last one to close does it.
-    Returns True when the WAL was fully checkpointed.
+    Returns True when the WAL was fully checkpointed. Ends any checkpoint deferral.
     """
+    if _deferred.pop(id(conn), None) is not None:
+        try:
+            conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
+        except sqlite3.Error:
+            pass
     try:
         conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
         busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
@@ -273,6 +313,7 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         yield conn
         return
     try:
+        _resume_checkpoint(conn)
         _begin_polling(conn)
     except sqlite3.OperationalError as exc:
         if is_readonly(exc):

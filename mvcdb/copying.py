@@ -277,7 +277,7 @@ def insert_batch(
         if not complete and not allow_missing_parents:
             absent = next(p for p in m.parents if p not in vids)
             raise IntegrityError(f"version {v.id[:12]}: parent {absent[:12]} is missing")
-        vid = insert_version(
+        vid, _ = insert_version(
             conn,
             vid_of_parents=[parent for _, parent in edges] if complete else [],
             version_id_=v.id,

@@ -56,7 +56,16 @@ def extension_name(dtype: np.dtype[Any]) -> str | None:
 
 def name_of(dtype: np.dtype[Any]) -> str:
     """The name stored for a dtype: its extension name, else numpy's `dtype.str` (e.g. '<f4')."""
+    if dtype.metadata is None:  # metadata (our tag) is not part of a dtype's hash: never cached
+        found = _NAMES.get(dtype)
+        if found is None:
+            found = _NAMES[dtype] = extension_name(dtype) or dtype.str
+        return found
     return extension_name(dtype) or dtype.str
+
+
+#: name_of() results for plain dtypes (a record() names every tensor's dtype; numpy's .name is slow).
+_NAMES: dict[np.dtype[Any], str] = {}
 
 
 def bits_dtype(name: str) -> np.dtype[Any]:

@@ -58,17 +58,22 @@ def encode(
     metrics: Mapping[str, float],
     tensors: Sequence[ManifestTensor],
 ) -> bytes:
-    """The canonical bytes of a manifest (equal content -> equal bytes -> equal id)."""
-    return serial.pack(
+    """The canonical bytes of a manifest (equal content -> equal bytes -> equal id).
+
+    The document is built with its keys already sorted and holds no other map, so it is packed
+    directly: the bytes equal `serial.pack` of the same content without its generic walk (this is
+    on the path of every record()).
+    """
+    return serial.pack_sorted(
         {
-            "format": FORMAT,
-            "model": model,
-            "parents": list(parents),
-            "message": message,
             "author": author,
             "created_at": created_at,
+            "format": FORMAT,
+            "message": message,
             "metadata": metadata,
             "metrics": [[k, v] for k, v in sorted(metrics.items())],
+            "model": model,
+            "parents": list(parents),
             "tensors": [
                 [t.kind, t.name, t.dtype, list(t.shape), t.nbytes, list(t.hashes)]
                 for t in sorted(tensors, key=lambda t: (t.kind, t.name))

@@ -18,7 +18,9 @@ import numpy as np
 from .blobstore import MIN_DELTA, BlobStore, PutItem, StoredTensor
 from .dtypes import name_of
 from .errors import MvcdbError
-from .tensors import check_name, to_storage
+from .models import Version
+from .tensors import check_name, shape_json, to_storage
+from .timeutil import parse_text
 
 
 def normalize_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
@@ -79,7 +81,7 @@ def store_tensors(
     for name, arr in arrays.items():
         data = to_storage(arr)
         dtype = name_of(arr.dtype)  # numpy dtype.str, or an extension name (bfloat16, float8...)
-        shape = json.dumps(list(arr.shape))
+        shape = shape_json(arr.shape)
         found = parent.get(name)
         base_cids = found[2] if found is not None and found[0] == dtype and found[1] == shape else None
         rows = kind in ("traj", "traj_steps") and data.ndim >= 1 and len(data) > 1
@@ -116,39 +118,83 @@ def insert_version(
     metadata: str,
     metrics: Mapping[str, float],
     tensors: Mapping[tuple[str, str], StoredTensor],
-) -> int:
-    """Insert every row of one version (call inside a write transaction); return its vid."""
-    existing = conn.execute("SELECT vid FROM versions WHERE id = ?", (version_id_,)).fetchone()
-    if existing is not None:
-        return int(existing[0])
-    params_bytes = sum(t.nbytes for (kind, _), t in tensors.items() if kind == "param")
+) -> tuple[int, bool]:
+    """Insert every row of one version (call inside a write transaction).
+
+    Returns (vid, True) for a new version, (vid of the stored one, False) if a version with the
+    same id (the same content) is already here. Statements are few and batched: this runs once
+    per record() and is most of what a small version costs.
+    """
     cur = conn.execute(
         "INSERT INTO versions (id, model, message, author, created_at, metadata, params_bytes,"
-        " manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (version_id_, model, message, author, created_at, metadata, params_bytes, manifest),
+        " manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        (version_id_, model, message, author, created_at, metadata, params_bytes(tensors), manifest),
     )
+    if cur.rowcount != 1:
+        found = conn.execute("SELECT vid FROM versions WHERE id = ?", (version_id_,)).fetchone()
+        return int(found[0]), False
     vid = int(cur.lastrowid or 0)
-    conn.executemany(
-        "INSERT INTO lineage (child, parent, position) VALUES (?, ?, ?)",
-        [(vid, p, i) for i, p in enumerate(vid_of_parents)],
+    if vid_of_parents:
+        conn.executemany(
+            "INSERT INTO lineage (child, parent, position) VALUES (?, ?, ?)",
+            [(vid, p, i) for i, p in enumerate(vid_of_parents)],
+        )
+    if metrics:
+        conn.executemany(
+            "INSERT INTO metrics (vid, name, value) VALUES (?, ?, ?)",
+            [(vid, k, None if math.isnan(v) else v) for k, v in metrics.items()],
+        )
+    if tensors:
+        conn.executemany(
+            "INSERT INTO tensors (vid, kind, name, dtype, shape, nbytes, digest)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (vid, kind, name, t.dtype, shape_json(t.shape), t.nbytes, t.digest)
+                for (kind, name), t in tensors.items()
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO tensor_chunks (vid, kind, name, seq, cid) VALUES (?, ?, ?, ?, ?)",
+            [
+                (vid, kind, name, seq, cid)
+                for (kind, name), t in tensors.items()
+                for seq, cid in enumerate(t.cids)
+            ],
+        )
+    return vid, True
+
+
+def params_bytes(tensors: Mapping[tuple[str, str], StoredTensor]) -> int:
+    """Logical size of a version's parameters (its 'param' tensors)."""
+    return sum(t.nbytes for (kind, _), t in tensors.items() if kind == "param")
+
+
+def new_version(
+    version_id_: str,
+    *,
+    model: str,
+    parent_ids: Sequence[str],
+    metrics: Mapping[str, float],
+    metadata: str,
+    message: str,
+    author: str,
+    created_at: str,
+    tags: Sequence[str],
+    tensors: Mapping[tuple[str, str], StoredTensor],
+) -> Version:
+    """The Version a record() just inserted, built from what it wrote (no read back).
+
+    Equal, field by field, to what `Database.get` loads for it (a test holds it to that).
+    """
+    return Version(
+        id=version_id_,
+        model=model,
+        parents=tuple(parent_ids),
+        metrics=dict(metrics),
+        metadata=json.loads(metadata),
+        message=message,
+        author=author,
+        created_at=parse_text(created_at),
+        tags=tuple(sorted(set(tags))),
+        params_bytes=params_bytes(tensors),
     )
-    conn.executemany(
-        "INSERT INTO metrics (vid, name, value) VALUES (?, ?, ?)",
-        [(vid, k, None if math.isnan(v) else v) for k, v in metrics.items()],
-    )
-    conn.executemany(
-        "INSERT INTO tensors (vid, kind, name, dtype, shape, nbytes, digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (vid, kind, name, t.dtype, json.dumps(list(t.shape)), t.nbytes, t.digest)
-            for (kind, name), t in tensors.items()
-        ],
-    )
-    conn.executemany(
-        "INSERT INTO tensor_chunks (vid, kind, name, seq, cid) VALUES (?, ?, ?, ?, ?)",
-        [
-            (vid, kind, name, seq, cid)
-            for (kind, name), t in tensors.items()
-            for seq, cid in enumerate(t.cids)
-        ],
-    )
-    return vid

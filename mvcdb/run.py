@@ -1,19 +1,20 @@
 """`with db.run(model) as run:` — log every iteration in memory, write once at commit.
 
-`run.log(step, **values)` only appends to Python lists (about a microsecond for three scalars); the
-trajectory is turned into arrays and stored by `run.commit(...)`, in the same atomic version write
-as the parameters. An exception inside the block discards everything; leaving the block normally
-without calling commit() commits what was logged (retraining is expensive: nothing is thrown away).
+`run.log(step, **values)` only appends the step and the call's keyword dict to two lists (well under
+a microsecond); every few thousand rows they become columns (trajectory.LogBuffer), and
+`run.commit(...)` stores the arrays in the same atomic version write as the parameters. An exception
+inside the block discards everything; leaving the block normally without calling commit() commits
+what was logged (retraining is expensive: nothing is thrown away).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .errors import MvcdbError
-from .trajectory import Series, from_log, sparse_steps
+from .trajectory import BLOCK_ROWS, STEP, LogBuffer
 
 if TYPE_CHECKING:
     from .database import Database, ParentRef
@@ -41,47 +42,29 @@ class Run:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.message = message
         self.tags = tuple(tags)
+        #: rows logged since the last block went to _log: each step, and each call's values dict
         self._steps: list[int] = []
-        self._series: dict[str, Series] = {}
-        #: name -> its value list's append while every series is dense: log()'s fast path
-        self._fast: dict[str, Callable[[Any], None]] | None = None
+        self._rows: list[dict[str, Any]] = []
+        self._log = LogBuffer()
         self.version: Version | None = None
         self._closed = False
 
     def log(self, step: int, /, **values: Any) -> None:
         """Record the values of one iteration (scalars or arrays). Cheap: memory only."""
-        fast = self._fast
-        if fast is not None and values.keys() == fast.keys():  # same names as last call, all dense
-            self._steps.append(step)
-            for name, value in values.items():
-                fast[name](value)
-            return
-        steps = self._steps
-        row = len(steps)
-        steps.append(step)
-        series = self._series
-        for name, value in values.items():
-            s = series.get(name)
-            if s is None:
-                s = series[name] = Series()
-                if row:
-                    s.rows = []
-            if s.rows is not None:
-                s.rows.append(row)
-            elif len(s.values) != row:
-                s.rows = list(range(len(s.values)))
-                s.rows.append(row)
-            s.values.append(value)
-        if len(values) != len(series):  # some known series were not logged at this row
-            for s in series.values():
-                if s.rows is None and len(s.values) != len(steps):
-                    s.rows = list(range(len(s.values)))
-        # every series logged at every row so far, in this call's order: next time, append directly
-        dense = len(values) == len(series) and all(series[n].rows is None for n in values)
-        self._fast = {n: series[n].values.append for n in values} if dense else None
+        self._steps.append(step)
+        rows = self._rows
+        rows.append(values)  # the call's own fresh dict: kept as it is until its block is full
+        if len(rows) >= BLOCK_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hand the buffered rows to the columnar buffer (one array per scalar series)."""
+        steps, rows = self._steps, self._rows
+        self._steps, self._rows = [], []
+        self._log.add_block(steps, rows)
 
     def __len__(self) -> int:
-        return len(self._steps)
+        return self._log.nrows + len(self._rows)
 
     def commit(
         self,
@@ -106,11 +89,10 @@ class Run:
             from .frameworks import params_from_object
 
             params = params_from_object(model)
-        for name in self._series:
-            if name == "step":
-                raise MvcdbError("'step' is reserved for the step axis; log it under another name")
-        trajectory = from_log(self._steps, self._series) if self._steps else None
-        own_steps = sparse_steps(trajectory["step"], self._series) if trajectory else {}
+        self._flush()
+        if STEP in self._log.series:
+            raise MvcdbError("'step' is reserved for the step axis; log it under another name")
+        trajectory, own_steps = self._log.arrays() if self._log.nrows else (None, {})
         merged_meta = {**self.metadata, **(metadata or {})}
         self.version = self._db._record(
             self.model,

@@ -1,8 +1,9 @@
 """Creating, recognising and migrating the schema of an mvcdb file.
 
-`schema.sql` (shipped inside the package) is the baseline, schema version 1; every later change is a
-named forward migration in MIGRATIONS, applied in its own transaction, bumping PRAGMA user_version.
-A file with a newer user_version than this code knows is refused with an upgrade hint.
+`schema.sql` (shipped inside the package) is always the current schema: a new file is created from
+it at SCHEMA_VERSION. Files made by an older mvcdb are brought up to date by the named forward
+migrations in MIGRATIONS, each in its own transaction, bumping PRAGMA user_version. A file with a
+newer user_version than this code knows is refused with an upgrade hint.
 """
 
 from __future__ import annotations
@@ -23,7 +24,17 @@ DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 
 #: Forward migrations: (version it produces, name, step). Never edit one that has shipped.
 Migration = Callable[[sqlite_utils.Database], None]
-MIGRATIONS: list[tuple[int, str, Migration]] = []
+
+
+def _drop_tensor_digest_index(db: sqlite_utils.Database) -> None:
+    """Version 2: no index on tensors.digest. Nothing looked tensors up by digest (they are compared
+    pairwise), and each of its random keys dirtied a page in every small commit."""
+    db.execute("DROP INDEX IF EXISTS tensors_digest")
+
+
+MIGRATIONS: list[tuple[int, str, Migration]] = [
+    (2, "drop the unused tensors.digest index", _drop_tensor_digest_index),
+]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else BASELINE_VERSION
 
@@ -73,8 +84,7 @@ def initialize(conn: sqlite3.Connection) -> None:
             ],
         )
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version = {BASELINE_VERSION}")
-    migrate(conn)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _statements(script: str) -> list[str]:

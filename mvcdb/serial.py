@@ -25,6 +25,13 @@ def pack(obj: Any) -> bytes:
     return packed
 
 
+def pack_sorted(doc: Any) -> bytes:
+    """pack() for a document whose maps (if any) already have sorted keys: the same bytes without
+    the generic walk (msgpack keeps insertion order; tuples pack as lists)."""
+    packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    return packed
+
+
 def _canonical(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _canonical(obj[k]) for k in sorted(obj)}

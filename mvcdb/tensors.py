@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .dtypes import EXTENSION_ITEMSIZE, bits_dtype, extension_name, from_bits
+from .dtypes import EXTENSION_ITEMSIZE, bits_dtype, from_bits, name_of
 from .errors import MvcdbError
 from .frameworks import framework_of
 
@@ -43,6 +43,11 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, 
             yield check_name(name), value
 
 
+def shape_json(shape: tuple[int, ...]) -> str:
+    """A shape as the JSON list stored in `tensors.shape` (what json.dumps gives, only faster)."""
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
 def as_array(name: str, value: Any) -> np.ndarray:
     """Convert one parameter value to a numpy array, refusing non-numeric content clearly."""
     if isinstance(value, np.ndarray):
@@ -66,7 +71,7 @@ def as_array(name: str, value: Any) -> np.ndarray:
 
 def check_dtype(name: str, dtype: np.dtype[Any]) -> None:
     """Refuse dtypes mvcdb cannot store bit-exactly as numbers (objects, strings, records...)."""
-    if extension_name(dtype) is not None:
+    if name_of(dtype) in EXTENSION_ITEMSIZE:
         return  # bfloat16, float8...: stored as raw bits under their name (mvcdb/dtypes.py)
     if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise MvcdbError(

@@ -3,11 +3,16 @@
 Each series is an array whose leading axis is the logged rows (a scalar loss is shape [n], a weight
 matrix logged every step is [n, rows, cols]), stored through the same chunk store as parameters.
 A series logged at only some steps also stores its own steps (kind 'traj_steps').
+
+run.log keeps each call's keyword dict as it is (two list appends) and every BLOCK_ROWS rows
+LogBuffer turns the block into columns: one array per name when every row logged the same
+names (the usual loop), per-row bookkeeping only for blocks whose names vary.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -18,14 +23,148 @@ from .tensors import check_dtype, check_name
 STEP = "step"
 
 
-class Series:
-    """Values of one name as logged, with the row index of each (rows is None while dense)."""
+#: Rows run.log buffers as logged (the keyword dicts) before LogBuffer turns them into columns:
+#: small enough that the conversion finds them still in the CPU cache.
+BLOCK_ROWS = 2048
 
-    __slots__ = ("values", "rows")
+
+class Series:
+    """One logged name: its values and the rows they were logged at, block by block.
+
+    A part is an array (scalars, converted when their block was added) or the values as logged
+    (per-step arrays, or anything that did not convert cleanly: column_array judges it at commit).
+    """
+
+    __slots__ = ("parts", "rows", "count")
 
     def __init__(self) -> None:
-        self.values: list[Any] = []
-        self.rows: list[int] | None = None
+        self.parts: list[np.ndarray | list[Any]] = []
+        self.rows: list[range | list[int]] = []
+        self.count = 0
+
+    def add(self, values: list[Any], rows: range | list[int]) -> None:
+        self.parts.append(_block_values(values))
+        self.rows.append(rows)
+        self.count += len(values)
+
+
+class LogBuffer:
+    """What run.log recorded, as columns: the step of every row and one Series per name."""
+
+    __slots__ = ("steps", "series", "nrows")
+
+    def __init__(self) -> None:
+        self.steps: list[np.ndarray | list[Any]] = []
+        self.series: dict[str, Series] = {}
+        self.nrows = 0
+
+    def add_block(self, steps: list[Any], rows: list[dict[str, Any]]) -> None:
+        """Append logged rows (one dict of values per step). Never raises on bad values: they are
+        kept as logged and refused by arrays() at commit, with the rest of the validation."""
+        if not rows:
+            return
+        base, n = self.nrows, len(rows)
+        self.nrows += n
+        self.steps.append(_block_steps(steps))
+        columns = _dense_columns(rows)
+        if columns is not None:  # every name logged at every row of the block: the usual loop
+            span = range(base, base + n)
+            for name, values in columns:
+                self._series(name).add(values, span)
+        else:
+            for name, (values, at) in _sparse_columns(rows, base).items():
+                self._series(name).add(values, at)
+
+    def _series(self, name: str) -> Series:
+        s = self.series.get(name)
+        if s is None:
+            s = self.series[name] = Series()
+        return s
+
+    def arrays(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The arrays to store: ('step' and every series, the own steps of each series not logged
+        at every row). MvcdbError for non-integer steps or ragged / non-numeric values."""
+        step_parts = [np.asarray(p) if isinstance(p, list) else p for p in self.steps]
+        for part in step_parts:
+            if part.dtype.kind not in "iu":
+                raise MvcdbError(f"run.log steps must be integers, got {part.dtype} values")
+        steps = _concat(step_parts).astype(np.int64, copy=False)
+        out: dict[str, np.ndarray] = {STEP: steps}
+        own: dict[str, np.ndarray] = {}
+        for name, s in self.series.items():
+            out[name] = _series_array(name, s.parts)
+            if s.count != self.nrows:  # a name is logged at most once per row: count == rows is dense
+                own[name] = steps[_concat([_rows_array(r) for r in s.rows])]
+        return out, own
+
+
+def _block_steps(steps: list[Any]) -> np.ndarray | list[Any]:
+    try:
+        arr = np.array(steps)
+    except (ValueError, TypeError, OverflowError):
+        return steps
+    return arr if arr.ndim == 1 else steps
+
+
+def _block_values(values: list[Any]) -> np.ndarray | list[Any]:
+    """Scalars become one array now; per-step arrays stay a list until commit stacks them (as
+    does anything numpy cannot turn into a 1-D numeric array)."""
+    first = values[0]
+    if isinstance(first, np.ndarray) and first.ndim > 0:
+        return values
+    try:
+        arr = np.array(values)
+        check_dtype("", arr.dtype)
+    except (ValueError, TypeError, OverflowError, MvcdbError):
+        return values
+    return arr if arr.ndim == 1 else values
+
+
+def _dense_columns(rows: list[dict[str, Any]]) -> list[tuple[str, list[Any]]] | None:
+    """(name, values) per name if every row holds exactly the first row's names, else None."""
+    names = list(rows[0])
+    if sum(map(len, rows)) != len(names) * len(rows):
+        return None
+    try:  # given the count above, no name missing anywhere means the same names in every row
+        return [(name, list(map(itemgetter(name), rows))) for name in names]
+    except KeyError:
+        return None
+
+
+def _sparse_columns(rows: list[dict[str, Any]], base: int) -> dict[str, tuple[list[Any], list[int]]]:
+    """name -> (values, rows) for a block whose rows log different names."""
+    columns: dict[str, tuple[list[Any], list[int]]] = {}
+    for row, values in enumerate(rows, base):
+        for name, value in values.items():
+            col = columns.get(name)
+            if col is None:
+                col = columns[name] = ([], [])
+            col[0].append(value)
+            col[1].append(row)
+    return columns
+
+
+def _rows_array(rows: range | list[int]) -> np.ndarray:
+    if isinstance(rows, range):
+        return np.arange(rows.start, rows.stop, dtype=np.int64)
+    return np.array(rows, dtype=np.int64)
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _series_array(name: str, parts: list[np.ndarray | list[Any]]) -> np.ndarray:
+    """One series' blocks joined (numpy promotes across blocks as one asarray call would)."""
+    arrays = [p for p in parts if isinstance(p, np.ndarray)]
+    if len(arrays) < len(parts):
+        return column_array(name, [v for p in parts for v in p])
+    try:
+        arr = _concat(arrays)
+    except (ValueError, TypeError) as exc:
+        raise MvcdbError(f"series {name!r}: values of different shapes or types ({exc})") from None
+    check_dtype(name, arr.dtype)
+    return arr
 
 
 def column_array(name: str, values: list[Any]) -> np.ndarray:
@@ -41,25 +180,6 @@ def column_array(name: str, values: list[Any]) -> np.ndarray:
         raise MvcdbError(f"series {name!r}: values of different shapes or types")
     check_dtype(name, arr.dtype)
     return arr
-
-
-def from_log(steps: list[int], series: Mapping[str, Series]) -> dict[str, np.ndarray]:
-    """Build the stored arrays from a run's buffers: 'step', each series, and '<name>' steps."""
-    raw = np.asarray(steps)
-    if raw.dtype.kind not in "iu":
-        raise MvcdbError(f"run.log steps must be integers, got {raw.dtype} values")
-    step_arr = raw.astype(np.int64)
-    out: dict[str, np.ndarray] = {STEP: step_arr}
-    for name, s in series.items():
-        out[name] = column_array(name, s.values)
-    return out
-
-
-def sparse_steps(steps: np.ndarray, series: Mapping[str, Series]) -> dict[str, np.ndarray]:
-    """Steps of the series that were not logged at every row."""
-    return {
-        name: steps[np.asarray(s.rows, dtype=np.int64)] for name, s in series.items() if s.rows is not None
-    }
 
 
 def from_mapping(trajectory: Mapping[str, Any]) -> dict[str, np.ndarray]:

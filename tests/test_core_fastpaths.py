@@ -1,0 +1,169 @@
+"""The small-record fast paths give exactly what the general paths give, and old files migrate.
+
+record() no longer reads its version back, packs the manifest without the generic canonical walk,
+and resolves Version/full-id parents with one lookup; each shortcut is held to the slow path here.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mvcdb
+from mvcdb import manifest, schema, serial
+from mvcdb.manifest import ManifestTensor
+from mvcdb.tensors import shape_json
+
+
+def test_returned_version_equals_what_get_loads(tmp_path: Path) -> None:
+    with mvcdb.open(tmp_path / "m.db") as db:
+        root = db.record("m", {"w": np.arange(3.0)}, metrics={"loss": float("nan"), "acc": 0.5})
+        child = db.record(
+            "m",
+            {"w": np.arange(3.0) + 1, "b": np.float32(2)},
+            metrics={"z": 1.0, "a": -2.0},
+            metadata={"lr": 0.1, "data": {"train": "a.csv"}, "tags": ["x", "y"]},
+            parent=root,
+            message="fine-tune",
+            tags=["best", "alpha", "best"],
+        )
+        merged = db.record("m", {"w": np.zeros(2)}, parents=[child.id, root.id[:8]])
+        for version in (root, child, merged):
+            loaded = db.get(version.id)
+            for field in ("id", "model", "parents", "message", "author", "created_at", "tags"):
+                assert getattr(version, field) == getattr(loaded, field), field
+            assert version.metadata == loaded.metadata
+            assert version.params_bytes == loaded.params_bytes
+            assert list(version.metrics) == list(loaded.metrics)
+            assert np.array_equal(
+                list(version.metrics.values()), list(loaded.metrics.values()), equal_nan=True
+            )
+        assert child.tags == ("alpha", "best")
+        assert merged.parents == (child.id, root.id)
+
+
+def test_recording_the_same_content_twice_returns_the_stored_version(tmp_path: Path) -> None:
+    with mvcdb.open(tmp_path / "m.db") as db:
+        first = db.record("m", {"w": np.ones(2)}, tags=["t1"])
+        # the same id again (as a second record of identical content would produce)
+        row = db.conn.execute("SELECT manifest FROM versions WHERE id = ?", (first.id,)).fetchone()
+        vid, new = mvcdb.recording.insert_version(
+            db.conn,
+            vid_of_parents=[],
+            version_id_=first.id,
+            manifest=row[0],
+            model="m",
+            message="",
+            author=first.author,
+            created_at="2020-01-01T00:00:00.000000Z",
+            metadata="{}",
+            metrics={},
+            tensors={},
+        )
+        assert not new
+        assert db.conn.execute("SELECT count(*) FROM versions").fetchone()[0] == 1
+        assert db.get(first.id).tags == ("t1",)
+        assert vid == db.conn.execute("SELECT vid FROM versions").fetchone()[0]
+
+
+def test_unknown_or_short_parent_refs_still_resolve_or_fail_clearly(tmp_path: Path) -> None:
+    with mvcdb.open(tmp_path / "m.db") as db:
+        root = db.record("m", {"w": np.ones(1)})
+        db.tag(root, "base")
+        assert db.record("m", {"w": np.ones(2)}, parent="base").parent == root.id
+        assert db.record("m", {"w": np.ones(3)}, parent=root.id.upper()).parent == root.id
+        with pytest.raises(mvcdb.RefError):
+            db.record("m", {"w": np.ones(4)}, parent="f" * 64)
+
+
+@pytest.mark.parametrize("metrics", [{}, {"b": 1.5, "a": float("inf")}])
+def test_manifest_bytes_equal_the_generic_canonical_packing(metrics: dict[str, float]) -> None:
+    tensors = [
+        ManifestTensor("traj", "loss", "<f8", (5,), 40, (b"\x01" * 32,)),
+        ManifestTensor("param", "w", ">i2", (2, 3), 12, (b"\x02" * 32, b"\x03" * 32)),
+    ]
+    fields = dict(
+        model="m",
+        parents=["a" * 64],
+        message="msg",
+        author="me",
+        created_at="2026-01-01T00:00:00.000000Z",
+        metadata='{"lr":0.1}',
+        metrics=metrics,
+    )
+    fast = manifest.encode(**fields, tensors=tensors)  # type: ignore[arg-type]
+    generic = serial.pack(
+        {
+            "format": manifest.FORMAT,
+            **fields,
+            "metrics": [[k, v] for k, v in sorted(metrics.items())],
+            "tensors": [
+                [t.kind, t.name, t.dtype, list(t.shape), t.nbytes, list(t.hashes)]
+                for t in sorted(tensors, key=lambda t: (t.kind, t.name))
+            ],
+        }
+    )
+    assert fast == generic
+    assert manifest.decode(fast).tensors[0].name == "w"
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (7,), (2, 3, 4)])
+def test_shape_json_is_json(shape: tuple[int, ...]) -> None:
+    import json
+
+    assert shape_json(shape) == json.dumps(list(shape))
+
+
+def test_schema_sql_names_the_current_version() -> None:
+    header = schema.schema_sql().splitlines()[0]
+    found = re.search(r"version (\d+)", header)
+    assert found is not None and int(found.group(1)) == schema.SCHEMA_VERSION
+
+
+def test_a_version_1_file_is_migrated_on_open_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with mvcdb.open(path) as db:
+        v = db.record("m", {"w": np.arange(5.0)}, metrics={"loss": 0.5})
+    conn = sqlite3.connect(path)  # make it look as mvcdb 0.1 left it
+    conn.execute("CREATE INDEX tensors_digest ON tensors (digest)")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with mvcdb.open(path, readonly=True) as db:  # read-only: readable as is, not migrated
+        assert np.array_equal(db.restore(v.id)["w"], np.arange(5.0))
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    with mvcdb.open(path) as db:
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+        names = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "tensors_digest" not in names
+        assert np.array_equal(db.restore(v.id)["w"], np.arange(5.0))
+        assert db.verify().ok
+
+
+def test_batch_records_all_at_once_or_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    with mvcdb.open(path) as db, mvcdb.open(path, readonly=True) as reader:
+        with db.batch():
+            first = db.record("m", {"w": np.ones(3)}, metrics={"loss": 1.0})
+            second = db.record("m", {"w": np.full(3, 2.0)}, parent=first, tags=["latest"])
+            assert db.get("latest") == second  # the batch sees its own versions...
+            assert reader.versions() == []  # ...nobody else does before it ends
+        assert [v.id for v in reader.versions()] == [second.id, first.id]
+        assert np.array_equal(reader.restore("latest")["w"], np.full(3, 2.0))
+
+        with pytest.raises(mvcdb.MvcdbError), db.batch():
+            db.record("m", {"w": np.zeros(3)})
+            db.record("m", {"w": np.array(["not", "numbers"])})
+        assert len(db.versions()) == 2  # the failed batch left nothing, not even its first version
+        assert db.verify().ok
+
+
+def test_batch_is_refused_on_a_read_only_database(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    mvcdb.open(path).close()
+    with mvcdb.open(path, readonly=True) as db, pytest.raises(mvcdb.ReadOnlyError), db.batch():
+        pass
