@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ import mvcdb
 from .common import measure, remove_db, row, scratch
 
 NAMES = ("loss", "acc", "lr")
+#: The size the issue's ingest target (>= 2 M points/s) is set for.
+TARGET_POINTS = 1_000_000
 
 
 def _values(calls: int) -> list[tuple[float, float, float]]:
@@ -86,16 +90,19 @@ def _one_size(work: Path, points: int, repeats: int) -> list[dict[str, Any]]:
         assert len(traj["loss"]) == calls
         db.close()
 
-    t_ingest = measure(
-        lambda: _log_only(fresh[-1], values).commit(metrics={"final": 1.0}),
-        repeats,
-        setup=open_fresh,
-        teardown=close_fresh,
-    )
+    commits: list[float] = []
+
+    def ingest() -> None:
+        run = _log_only(fresh[-1], values)
+        start = time.perf_counter()
+        run.commit(metrics={"final": 1.0})
+        commits.append(time.perf_counter() - start)
+
+    t_ingest = measure(ingest, repeats, setup=open_fresh, teardown=close_fresh)
     sql_path = work / "points.sqlite"
     t_sql = measure(lambda: _executemany(sql_path, values), repeats)
     per_call = t_log.seconds / calls
-    commit_ms = max(0.0, t_ingest.seconds - t_log.seconds) * 1e3
+    commit_ms = statistics.median(commits) * 1e3
     return [
         row(
             "run.log of three scalars (per call)",
@@ -117,9 +124,11 @@ def _one_size(work: Path, points: int, repeats: int) -> list[dict[str, Any]]:
             "points/s",
             "sqlite3 executemany (step, name, value)",
             t_sql.seconds,
-            target=">= 2,000,000 points/s",
-            met=points / t_ingest.seconds >= 2e6,
-            note=f"log {t_log.seconds * 1e3:.0f} ms + commit ~{commit_ms:.0f} ms (fresh file each run)",
+            # the issue sets the target at 1,000,000 points; smaller runs pay the commit's fixed
+            # cost (thread hand-off, two transactions) over fewer points
+            target=">= 2,000,000 points/s" if points >= TARGET_POINTS else "(target: 1,000,000 points)",
+            met=points / t_ingest.seconds >= 2e6 if points >= TARGET_POINTS else None,
+            note=f"of which commit {commit_ms:.0f} ms (median; a fresh file each run)",
         ),
     ]
 
@@ -128,6 +137,6 @@ def run(quick: bool) -> list[dict[str, Any]]:
     """100,000 and 1,000,000 scalar points (three per call)."""
     out: list[dict[str, Any]] = []
     with scratch("traj-") as work:
-        for points in (100_000, 1_000_000):
-            out.extend(_one_size(work, points, 3))
+        for points in (100_000, TARGET_POINTS):
+            out.extend(_one_size(work, points, 5))
     return out

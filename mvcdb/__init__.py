@@ -35,13 +35,14 @@ if TYPE_CHECKING:
     from .lineage import LineageTree
     from .maintenance import GcReport, Stats, VerifyReport
     from .merge import MergeReport
-    from .models import TagMove, TensorInfo, Version
+    from .models import TagMove, TensorInfo, Version, VersionList
     from .run import Run
 
 #: Loaded on first use (PEP 562), so `mvcdb --help` and `import mvcdb.cli` stay fast.
 _LAZY = {
     "Database": "database",
     "Version": "models",
+    "VersionList": "models",
     "TensorInfo": "models",
     "TagMove": "models",
     "Run": "run",
@@ -140,6 +141,7 @@ __all__ = [
     "TagMove",
     "TensorInfo",
     "Version",
+    "VersionList",
     "__version__",
     "open",
     "record",

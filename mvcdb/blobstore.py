@@ -4,9 +4,16 @@ A tensor's little-endian bytes are cut into fixed-size chunks; each chunk is nam
 of its raw bytes and inserted only if no chunk with that hash exists. Writing is a pipeline: the
 thread pool hashes the next window of chunks and encodes (compresses, delta-encodes) the current
 one while the calling thread inserts the previous one, in short transactions, so memory stays at
-"a few chunks" and other writers are never locked out for long. Reads stream chunk by chunk
-straight into one preallocated array; decoding and re-hashing run on the pool, so corruption is
-caught on every restore. A delta chunk is decoded after its base (bases are cached per read).
+"a few chunks" and other writers are never locked out for long. A big write keeps SQLite's page
+cache small and defers the WAL checkpoint past record() (connection.defer_checkpoint).
+
+Reads stream chunk by chunk straight into one preallocated array: each pool thread opens the
+chunk's blob itself and decodes it piece by piece into its place (no whole payload is ever copied
+into a `bytes`), then verifies the result -- by the seeded XXH3 check that checked codecs carry
+(restore), or by re-hashing SHA-256 (older chunks; `verify` and merge always) -- so corruption is
+caught on every read. A delta chunk is decoded after its base (bases are cached per read); a base
+decoded only to serve as a base is not verified separately: the check of the chunk built on it
+covers the whole chain.
 """
 
 from __future__ import annotations
@@ -18,20 +25,27 @@ import sqlite3
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 from . import chunkcodec, serial
-from .connection import write_transaction
+from .connection import checkpoint_in_background, defer_checkpoint, finish_checkpoint, write_transaction
 from .errors import DecodeError, IntegrityError, MvcdbError
 from .manifest import ManifestTensor
 
 #: Longest delta chain (a chunk at this depth is not used as a base: the next one is stored full).
 MAX_DELTA_DEPTH = 4
-#: Bytes hashed/encoded ahead and written per transaction (about four default chunks).
-WINDOW_BYTES = 16 * 1024 * 1024
+#: Bytes hashed/encoded ahead and written per transaction (one default chunk: the pool hashes
+#: one window while it encodes the previous one, so both threads stay busy at this size too).
+WINDOW_BYTES = 4 * 1024 * 1024
+#: Writes of at least this many bytes defer the WAL checkpoint and shrink the page cache.
+BULK_BYTES = 8 * 1024 * 1024
+#: SQLite page cache (KiB) during a bulk write: dirty pages spill to the WAL anyway, and the
+#: default 64 MiB cache would only add that much to record()'s memory peak.
+BULK_CACHE_KIB = 4096
 #: Writes at most this big are stored without the thread pool (hand-off costs more than the work).
 INLINE_BYTES = 256 * 1024
 #: Chunks smaller than this are never delta-encoded (the base lookup costs more than it saves).
@@ -40,6 +54,13 @@ MIN_DELTA = 4096
 INLINE_DECODE = 64 * 1024
 #: Decoded delta bases kept per read (chunks), for chunks sharing a base.
 BASE_CACHE = 4
+
+#: How a read verifies each chunk it returns: FULL re-hashes SHA-256 (the chunk's identity);
+#: CHECK trusts a checked codec's seeded XXH3 check (~10x cheaper), SHA-256 for older codecs.
+FULL = "full"
+CHECK = "check"
+#: Internal: a delta base decoded only to build another chunk (that chunk's check covers it).
+_AS_BASE = ""
 
 
 @dataclass(frozen=True)
@@ -74,8 +95,8 @@ class ChunkRow(NamedTuple):
     depth: int
 
 
-#: A delta chain to decode: (row, payload) pairs, the chain head (depth 0) first.
-Chain = list[tuple[ChunkRow, bytes]]
+#: A delta chain to decode: its rows, the chain head (depth 0) first.
+Chain = list[ChunkRow]
 
 
 def tensor_digest(dtype: str, shape: Sequence[int], hashes: Sequence[bytes]) -> str:
@@ -122,6 +143,7 @@ class BlobStore:
         #: Called with the cids of stub chunks (codec 15, "not fetched yet") before they are read;
         #: it must replace them with real chunks. Set by the remote module for lazy clones.
         self.fetch_missing: Callable[[list[int]], None] | None = None
+        self._deferring = False
 
     @property
     def pool(self) -> ThreadPoolExecutor:
@@ -130,6 +152,8 @@ class BlobStore:
         return self._pool
 
     def close(self) -> None:
+        """Stop the pool and wait for a background checkpoint (the connection stays open)."""
+        finish_checkpoint(self.conn)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -197,7 +221,9 @@ class BlobStore:
             if digest in known or digest in new:
                 continue
             done: Future[tuple[chunkcodec.Encoded, int, int | None]] = Future()
-            done.set_result(_encode_piece(piece.data, piece.lane, piece.stride, self._base_chain(piece)))
+            done.set_result(
+                self._encode_piece(digest, piece.data, piece.lane, piece.stride, self._base_chain(piece))
+            )
             new[digest] = _NewChunk(digest, len(piece.data), done)
         if new:
             known.update(self._insert(list(new.values())))
@@ -205,6 +231,26 @@ class BlobStore:
 
     def _put_pipelined(self, pieces: Sequence[_Piece]) -> tuple[list[bytes], list[int]]:
         """Hash window k+1 and encode window k on the pool while window k-1 is inserted."""
+        with self._bulk(sum(len(p.data) for p in pieces) >= BULK_BYTES):
+            return self._put_windows(pieces)
+
+    @contextmanager
+    def _bulk(self, big: bool) -> Iterator[None]:
+        """For a big write: a small page cache (restored after) and deferred WAL checkpoints."""
+        self._deferring = big
+        if not big:
+            yield
+            return
+        cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
+        self.conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            self._deferring = False
+            self.conn.execute(f"PRAGMA cache_size = {int(cache)}")
+            checkpoint_in_background(self.conn)
+
+    def _put_windows(self, pieces: Sequence[_Piece]) -> tuple[list[bytes], list[int]]:
         pool = self.pool
         windows = list(_windows(pieces))
         hashes: list[bytes] = []
@@ -224,7 +270,7 @@ class BlobStore:
                     continue
                 inflight.add(digest)
                 chain = self._base_chain(piece)
-                fut = pool.submit(_encode_piece, piece.data, piece.lane, piece.stride, chain)
+                fut = pool.submit(self._encode_piece, digest, piece.data, piece.lane, piece.stride, chain)
                 current.append(_NewChunk(digest, len(piece.data), fut))
             if previous:
                 known.update(self._insert(previous))
@@ -245,6 +291,8 @@ class BlobStore:
         """Insert encoded chunks in one short transaction; return hash -> cid of those we wrote."""
         results = [(n, *n.encoded.result()) for n in new]
         written: dict[bytes, int] = {}
+        if self._deferring:
+            defer_checkpoint(self.conn)
         with write_transaction(self.conn):
             for n, enc, depth, base_cid in results:
                 cur = self.conn.execute(
@@ -285,7 +333,7 @@ class BlobStore:
         chain = self._chain(row, rows)
         if any(r.codec == chunkcodec.STUB for r in chain):
             return None
-        return [(r, self._payload(r.cid)) for r in chain]
+        return chain
 
     def store_chunks(self, pieces: Sequence[memoryview], hashes: Sequence[bytes], itemsize: int) -> list[int]:
         """Insert the raw pieces not yet stored (one short transaction); return every piece's cid.
@@ -301,7 +349,9 @@ class BlobStore:
                 todo[digest] = piece
         if todo:
             new = [
-                _NewChunk(digest, len(piece), self.pool.submit(_encode_piece, piece, lane, 0, None))
+                _NewChunk(
+                    digest, len(piece), self.pool.submit(self._encode_piece, digest, piece, lane, 0, None)
+                )
                 for digest, piece in todo.items()
             ]
             known.update(self._insert(new))
@@ -337,15 +387,23 @@ class BlobStore:
             chain.append(base)
         return chain[::-1]
 
-    def _payload(self, cid: int) -> bytes:
-        """A chunk's stored bytes, read through the incremental blob API (no SELECT copy)."""
+    @contextmanager
+    def _source(self, cid: int) -> Iterator[chunkcodec.Source]:
+        """A chunk's stored bytes as an open blob, read piece by piece (no whole-payload copy).
+
+        Pool threads call this on the shared connection (SQLite serializes the calls)."""
         try:
-            with self.conn.blobopen("chunks", "data", cid, readonly=True) as blob:
-                data: bytes = blob.read()
-                return data
+            blob = self.conn.blobopen("chunks", "data", cid, readonly=True)
         except AttributeError:  # Python 3.10: no blobopen
             row = self.conn.execute("SELECT data FROM chunks WHERE cid = ?", (cid,)).fetchone()
-            return bytes(row[0])
+            if row is None:
+                raise IntegrityError(f"chunk {cid} is missing from the database") from None
+            yield chunkcodec.BufferSource(row[0])
+            return
+        except sqlite3.OperationalError as exc:
+            raise IntegrityError(f"chunk {cid} cannot be read: {exc}") from None
+        with blob:
+            yield blob
 
     def _rows_fetched(self, cids: Sequence[int]) -> dict[int, ChunkRow]:
         """_rows, after asking fetch_missing to replace any stub chunk (lazy clones)."""
@@ -365,18 +423,23 @@ class BlobStore:
             )
         return rows
 
-    def read_into(self, cids: Sequence[int], out: np.ndarray) -> None:
-        """Decode the chunks in order into out (flat uint8), verifying every chunk's hash."""
-        self.read_many([(cids, out)])
+    def read_into(self, cids: Sequence[int], out: np.ndarray, *, verify: str = FULL) -> None:
+        """Decode the chunks in order into out (flat uint8), re-hashing every chunk (verify=FULL,
+        as `verify` and merge need) or checking it (CHECK)."""
+        self.read_many([(cids, out)], verify=verify)
 
-    def read_many(self, jobs: Sequence[tuple[Sequence[int], np.ndarray]]) -> None:
+    def read_many(self, jobs: Sequence[tuple[Sequence[int], np.ndarray]], *, verify: str = CHECK) -> None:
         """read_into for several (cids, out) pairs in one pipeline, so a model made of many
-        one-chunk tensors still keeps every core busy. Chunks below INLINE_DECODE bytes are
+        one-chunk tensors still keeps every core busy (restore). Every chunk is verified (CHECK
+        by default: a checked codec's check, else SHA-256). Chunks below INLINE_DECODE bytes are
         decoded on the calling thread (handing them to the pool costs more than decoding)."""
+        if verify not in (FULL, CHECK):
+            raise ValueError(f"verify must be {FULL!r} or {CHECK!r}")
         rows = self._rows_fetched([cid for cids, _ in jobs for cid in cids])
         pending: deque[Future[np.ndarray]] = deque()
         bases: OrderedDict[int, Future[np.ndarray]] = OrderedDict()
         pool = self.pool
+        ahead = 2 * _pool_size()
         try:
             for cids, out in jobs:
                 offset = 0
@@ -388,10 +451,10 @@ class BlobStore:
                     offset += row.size
                     base = self._base_future(row, rows, bases) if row.base is not None else None
                     if base is None and row.size < INLINE_DECODE:
-                        _decode_one(row, self._payload(cid), dest, None)
+                        self._decode(row, dest, None, verify=verify)
                         continue
-                    pending.append(pool.submit(_decode_verify, row, self._payload(cid), dest, base))
-                    while len(pending) > _pool_size() + 1:
+                    pending.append(pool.submit(self._decode, row, dest, base, verify=verify))
+                    while len(pending) > ahead:
                         pending.popleft().result()
                 if offset != len(out):
                     raise IntegrityError(
@@ -424,11 +487,74 @@ class BlobStore:
         if base_row.depth >= row.depth:
             raise IntegrityError(f"chunk {row.cid} has a cyclic delta chain")
         below = self._base_future(base_row, rows, cache) if base_row.base is not None else None
-        fut = self.pool.submit(_decode_fresh, base_row, self._payload(base_cid), below)
+        fut = self.pool.submit(self._decode, base_row, None, below, verify=_AS_BASE)
         cache[base_cid] = fut
         while len(cache) > BASE_CACHE:
             cache.popitem(last=False)
         return fut
+
+    def _decode(
+        self,
+        row: ChunkRow,
+        dest: np.ndarray | None,
+        base: Future[np.ndarray] | np.ndarray | None,
+        *,
+        verify: str,
+    ) -> np.ndarray:
+        """Read one chunk's blob and decode it into dest (a new array if None), verified as
+        `verify` says (CHECK, FULL, or _AS_BASE: not at all); IntegrityError on damage. Runs on
+        the pool or the calling thread."""
+        out = np.empty(row.size, dtype=np.uint8) if dest is None else dest
+        below = base.result() if isinstance(base, Future) else base
+        with self._source(row.cid) as src:
+            try:
+                checked = chunkcodec.decode_from(
+                    row.codec,
+                    row.itemsize,
+                    src,
+                    row.size,
+                    out,
+                    base=below,
+                    stride=row.stride,
+                    key=row.hash if verify else None,
+                )
+            except DecodeError as exc:
+                raise IntegrityError(f"chunk {row.cid} is corrupt: {exc}") from None
+        if verify and (verify == FULL or not checked) and hashlib.sha256(out.data).digest() != row.hash:
+            raise IntegrityError(f"chunk {row.cid} does not match its hash (the file was damaged)")
+        return out
+
+    def _decode_chain(self, chain: Chain) -> np.ndarray:
+        """Decode a chain head-first; return the raw bytes of its last chunk, verified (which
+        verifies every link: a damaged one changes the result)."""
+        raw: np.ndarray | None = None
+        for i, row in enumerate(chain):
+            raw = self._decode(row, None, raw, verify=CHECK if i == len(chain) - 1 else _AS_BASE)
+        assert raw is not None
+        return raw
+
+    def _encode_piece(
+        self, digest: bytes, piece: memoryview, lane: int, stride: int, chain: Chain | None
+    ) -> tuple[chunkcodec.Encoded, int, int | None]:
+        """The smallest encoding of one piece (checked codecs): plain, row-delta (stride), or
+        delta against the chain's last chunk. Returns (encoding, delta depth, base cid); runs on
+        the pool. digest is the piece's SHA-256 (the check's seed)."""
+        check = chunkcodec.checksum(piece, digest)
+        plain = chunkcodec.encode(piece, lane, check)
+        rows = chunkcodec.encode_rows(piece, lane, stride, check) if stride else None
+        delta = None
+        if chain is not None:
+            try:
+                base_raw = self._decode_chain(chain)
+            except (IntegrityError, sqlite3.Error):  # a damaged parent must not stop the child
+                chain = None
+            else:
+                delta = chunkcodec.encode_delta(piece, base_raw, lane, check)
+        best = chunkcodec.smallest(plain, rows, delta)
+        if best is delta and chain is not None:
+            top = chain[-1]
+            return best, top.depth + 1, top.cid
+        return best, 0, None
 
     def read_chunk(self, cid: int) -> bytes:
         """The raw bytes of one chunk (delta chunks decoded against their base), verified."""
@@ -438,58 +564,6 @@ class BlobStore:
         out = np.empty(row[0], dtype=np.uint8)
         self.read_into([cid], out)
         return out.tobytes()
-
-
-def _encode_piece(
-    piece: memoryview, lane: int, stride: int, chain: Chain | None
-) -> tuple[chunkcodec.Encoded, int, int | None]:
-    """The smallest encoding of one piece: plain, row-delta (stride), or delta against the chain's
-    last chunk. Returns (encoding, delta depth, base cid); runs on the pool."""
-    plain = chunkcodec.encode(piece, lane)
-    rows = chunkcodec.encode_rows(piece, lane, stride) if stride else None
-    delta = None
-    if chain is not None:
-        try:
-            base_raw = _decode_chain(chain)
-        except IntegrityError:  # a damaged parent must not stop the child from being stored
-            chain = None
-        else:
-            delta = chunkcodec.encode_delta(piece, base_raw, lane)
-    best = chunkcodec.smallest(plain, rows, delta)
-    if best is delta and chain is not None:
-        top = chain[-1][0]
-        return best, top.depth + 1, top.cid
-    return best, 0, None
-
-
-def _decode_chain(chain: Chain) -> np.ndarray:
-    """Decode a chain head-first, verifying each chunk; return the raw bytes of its last chunk."""
-    raw: np.ndarray | None = None
-    for row, payload in chain:
-        raw = _decode_one(row, payload, np.empty(row.size, dtype=np.uint8), raw)
-    assert raw is not None
-    return raw
-
-
-def _decode_fresh(row: ChunkRow, payload: bytes, below: Future[np.ndarray] | None) -> np.ndarray:
-    return _decode_one(row, payload, np.empty(row.size, dtype=np.uint8), below.result() if below else None)
-
-
-def _decode_verify(
-    row: ChunkRow, payload: bytes, dest: np.ndarray, base: Future[np.ndarray] | None
-) -> np.ndarray:
-    return _decode_one(row, payload, dest, base.result() if base is not None else None)
-
-
-def _decode_one(row: ChunkRow, payload: bytes, dest: np.ndarray, base: np.ndarray | None) -> np.ndarray:
-    """Decode one chunk into dest and check it against its hash (IntegrityError otherwise)."""
-    try:
-        chunkcodec.decode_into(row.codec, row.itemsize, payload, row.size, dest, base=base, stride=row.stride)
-    except DecodeError as exc:
-        raise IntegrityError(f"chunk {row.cid} is corrupt: {exc}") from None
-    if hashlib.sha256(dest.data).digest() != row.hash:
-        raise IntegrityError(f"chunk {row.cid} does not match its hash (the file was damaged)")
-    return dest
 
 
 def _windows(pieces: Sequence[_Piece]) -> Iterator[list[_Piece]]:

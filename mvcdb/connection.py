@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,11 +29,26 @@ PAGE_SIZE = 8192
 CHECKPOINT_WAIT_MS = 2000
 #: WAL pages after which a commit folds the WAL back into the main file (SQLite's default).
 AUTOCHECKPOINT_PAGES = 1000
+#: Map this much of the file (SQLite caps it at its compile-time limit, 2 GiB in common builds):
+#: blob reads from mapped pages run at memory speed instead of one pread per page.
+MMAP_BYTES = 1 << 40
 #: After a checkpoint the WAL file is cut back to this size (a bulk write may have grown it).
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
-#: id(conn) -> write transactions still allowed to commit without an autocheckpoint.
-_deferred: dict[int, int] = {}
+
+class _Deferral:
+    """A connection's WAL checkpoint, held back past a bulk write (see defer_checkpoint)."""
+
+    def __init__(self) -> None:
+        self.left = 2  # write transactions still allowed to commit without an autocheckpoint
+        self.worker: threading.Thread | None = None  # the background checkpoint, if started
+
+    def busy(self) -> bool:
+        return self.worker is not None and self.worker.is_alive()
+
+
+#: id(conn) -> its deferral, while one is active.
+_deferred: dict[int, _Deferral] = {}
 
 T = TypeVar("T")
 
@@ -182,7 +198,7 @@ def tune(conn: sqlite3.Connection, *, readonly: bool) -> None:
             with_retry(lambda: _set_journal_mode(conn, wanted))
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
-    conn.execute("PRAGMA mmap_size = 1073741824")
+    conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
     conn.execute("PRAGMA cache_size = -65536")
     conn.execute("PRAGMA temp_store = MEMORY")
 
@@ -197,28 +213,74 @@ def _set_journal_mode(conn: sqlite3.Connection, wanted: str) -> None:
 def defer_checkpoint(conn: sqlite3.Connection) -> None:
     """Keep the WAL autocheckpoint off for the next write transaction and the one after it.
 
-    A bulk write (a big record's chunks) calls this before each of its transactions, so the
-    checkpoint -- which writes every byte a second time and syncs -- happens neither there nor
-    at the commit that follows (the version's rows), but at the write transaction after that,
-    at close(), or at checkpoint(): not inside record(). Commits stay atomic; they are durable
-    at that checkpoint (WAL with synchronous=NORMAL), as the README says.
+    A bulk write (a big record's chunks) calls this before each of its transactions and
+    checkpoint_in_background() after the last: the checkpoint -- which writes every byte a
+    second time and syncs -- then runs beside the caller instead of inside record(). Commits stay
+    atomic; they are durable once that checkpoint (or close()) has run (WAL with
+    synchronous=NORMAL), as the README says.
     """
-    if id(conn) not in _deferred:
+    deferral = _deferred.get(id(conn))
+    if deferral is None:
         conn.execute("PRAGMA wal_autocheckpoint = 0")
-    _deferred[id(conn)] = 2
+        deferral = _deferred[id(conn)] = _Deferral()
+    deferral.left = 2
+
+
+def checkpoint_in_background(conn: sqlite3.Connection) -> None:
+    """Fold the WAL into the main file on a thread with its own connection (PASSIVE: it never
+    blocks readers or writers), unless one is already running for this connection."""
+    deferral = _deferred.get(id(conn))
+    if deferral is None or deferral.busy() or journal_mode() != "WAL":
+        return
+    row = conn.execute("PRAGMA database_list").fetchone()
+    path = str(row[2]) if row is not None else ""
+    if not path:
+        return
+    deferral.worker = threading.Thread(
+        target=_passive_checkpoint, args=(path,), name="mvcdb-checkpoint", daemon=True
+    )
+    deferral.worker.start()
+
+
+def _passive_checkpoint(path: str) -> None:
+    try:
+        other = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_seconds())
+    except sqlite3.Error:
+        return  # the next autocheckpoint or close() does it
+    try:
+        other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    except sqlite3.Error:
+        pass
+    finally:
+        other.close()
 
 
 def _resume_checkpoint(conn: sqlite3.Connection) -> None:
-    """Before a write transaction: count down a deferral and turn the autocheckpoint back on
-    when it has run out (this transaction's commit then folds the WAL, keeping it bounded)."""
-    left = _deferred.get(id(conn))
-    if left is None:
+    """Before a write transaction: count down a deferral and, once it has run out and no
+    background checkpoint is running, turn the autocheckpoint back on (the WAL stays bounded)."""
+    deferral = _deferred.get(id(conn))
+    if deferral is None:
         return
-    if left > 0:
-        _deferred[id(conn)] = left - 1
+    if deferral.left > 0:
+        deferral.left -= 1
+        return
+    if deferral.busy():
         return
     del _deferred[id(conn)]
     conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
+
+
+def finish_checkpoint(conn: sqlite3.Connection) -> None:
+    """Wait for a background checkpoint of conn and end its deferral (before closing it)."""
+    deferral = _deferred.pop(id(conn), None)
+    if deferral is None:
+        return
+    if deferral.worker is not None:
+        deferral.worker.join()
+    try:
+        conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
+    except sqlite3.Error:
+        pass
 
 
 def checkpoint(conn: sqlite3.Connection) -> bool:
@@ -227,11 +289,7 @@ def checkpoint(conn: sqlite3.Connection) -> bool:
     Waits at most CHECKPOINT_WAIT_MS: with other writers active the last one to close does it.
     Returns True when the WAL was fully checkpointed. Ends any checkpoint deferral.
     """
-    if _deferred.pop(id(conn), None) is not None:
-        try:
-            conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
-        except sqlite3.Error:
-            pass
+    finish_checkpoint(conn)
     try:
         conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
         busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()

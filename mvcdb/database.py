@@ -33,7 +33,7 @@ from .connection import (
 from .errors import IntegrityError, MvcdbError, NotAnMvcdbFileError, ReadOnlyError, RefError
 from .manifest import encode as encode_manifest
 from .manifest import version_id
-from .models import TagMove, TensorInfo, Version, load_versions, tensor_infos
+from .models import TagMove, TensorInfo, Version, VersionList, finish_pending, load_versions, tensor_infos
 from .refs import check_model_name, check_tag_name, resolve_vid
 from .run import Run
 from .tensors import from_storage, normalize_params
@@ -156,6 +156,7 @@ class Database:
         if self._closed:
             return
         self._closed = True
+        finish_pending(self.conn)  # long VersionLists still reading: build them while we can
         self.store.close()
         if not self.readonly:
             checkpoint(self.conn)  # waits briefly at most: with others busy, the last closer does it
@@ -537,8 +538,11 @@ class Database:
         order_by: str | None = None,
         limit: int | None = None,
         offset: int = 0,
-    ) -> list[Version]:
+    ) -> VersionList:
         """Versions matching every filter given, newest first unless order_by says otherwise.
+
+        Returns a read-only, list-like VersionList that builds long results in batches as they
+        are used (slices are plain lists; `list(...)` copies).
 
         Args:
             model / tag / author: exact matches.
@@ -563,7 +567,7 @@ class Database:
             limit=limit,
             offset=offset,
         )
-        return load_versions(self.conn, vids)
+        return VersionList(self.conn, vids)
 
     def children(self, ref: ParentRef) -> list[str]:
         """Ids of the versions that name this one as a parent, oldest first."""
@@ -646,13 +650,13 @@ class Database:
 
         return diff_versions(self, a, b)
 
-    def ancestors(self, ref: ParentRef, *, limit: int | None = None) -> list[Version]:
+    def ancestors(self, ref: ParentRef, *, limit: int | None = None) -> VersionList:
         """Every version ref descends from, nearest first (all parents, not just first parents)."""
         from .lineage import ancestors
 
         return ancestors(self, ref, limit=limit)
 
-    def descendants(self, ref: ParentRef, *, limit: int | None = None) -> list[Version]:
+    def descendants(self, ref: ParentRef, *, limit: int | None = None) -> VersionList:
         """Every version that descends from ref, nearest first."""
         from .lineage import descendants
 
@@ -713,6 +717,7 @@ class Database:
         """Delete a version that has no children (force: even with children); return its id."""
         from .maintenance import rm
 
+        finish_pending(self.conn)  # long VersionLists being read become snapshots before rows go
         return rm(self, ref, force=force)
 
     def merge(

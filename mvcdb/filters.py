@@ -10,12 +10,15 @@ parameters: no user text is ever spliced into SQL.
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import MvcdbError
+from .models import vids_from_text
 
 _COND_RE = re.compile(
     r"""^\s*(?P<field>[A-Za-z_][\w.\-/:+]*)\s*(?P<op>==|!=|<=|>=|=|<|>|~)\s*(?P<value>.+?)\s*$"""
@@ -44,8 +47,35 @@ def _json_path(path: str) -> str:
     return "$." + ".".join(f'"{p}"' for p in path.split("."))
 
 
-def condition_sql(cond: str) -> tuple[str, list[Any]]:
-    """One condition -> (SQL boolean expression over alias v, parameters)."""
+@dataclass(frozen=True)
+class _Metric:
+    """A condition on one metric: `name op value` (value a number; NaN/missing never match)."""
+
+    name: str
+    op: str
+    value: float
+
+    def in_sql(self) -> tuple[str, list[Any]]:
+        # IN (not a correlated EXISTS): one range scan of the (name, value) index, ~2x faster
+        # when every match is wanted; select_vids picks EXISTS when scanning another order.
+        return f"v.vid IN (SELECT m.vid FROM metrics m WHERE m.name = ? AND m.value {self.op} ?)", [
+            self.name,
+            self.value,
+        ]
+
+    def probe_sql(self) -> tuple[str, list[Any]]:
+        """Its matches straight from the (name, value) index (to count them, bounded)."""
+        return f"SELECT 1 FROM metrics WHERE name = ? AND value {self.op} ?", [self.name, self.value]
+
+    def exists_sql(self) -> tuple[str, list[Any]]:
+        return (
+            f"EXISTS (SELECT 1 FROM metrics m WHERE m.vid = v.vid AND m.name = ? AND m.value {self.op} ?)",
+            [self.name, self.value],
+        )
+
+
+def _parse_condition(cond: str) -> tuple[str, list[Any]] | _Metric:
+    """One condition -> a metric condition, or (SQL boolean expression over alias v, parameters)."""
     match = _COND_RE.match(cond)
     if not match:
         raise MvcdbError(
@@ -67,14 +97,16 @@ def condition_sql(cond: str) -> tuple[str, list[Any]]:
             raise MvcdbError(f"'~' (contains) does not apply to metric {name!r}")
         if not isinstance(value, (int, float)):
             raise MvcdbError(f"metric {name!r} must be compared with a number, got {raw!r}")
-        return (
-            # IN (not a correlated EXISTS): one range scan of the (name, value) index, ~2x faster
-            f"v.vid IN (SELECT m.vid FROM metrics m WHERE m.name = ? AND m.value {_SQL_OPS[op]} ?)",
-            [name, value],
-        )
+        return _Metric(name, _SQL_OPS[op], value)
     if op == "~":
         return f"instr(lower(CAST({lhs} AS TEXT)), lower(?)) > 0", [*params, str(value)]
     return f"{lhs} {_SQL_OPS[op]} ?", [*params, value]
+
+
+def condition_sql(cond: str) -> tuple[str, list[Any]]:
+    """One condition -> (SQL boolean expression over alias v, parameters)."""
+    parsed = _parse_condition(cond)
+    return parsed.in_sql() if isinstance(parsed, _Metric) else parsed
 
 
 def order_sql(order_by: str | None) -> tuple[str, list[Any], str, list[Any]]:
@@ -88,7 +120,7 @@ def order_sql(order_by: str | None) -> tuple[str, list[Any], str, list[Any]]:
         return (
             "LEFT JOIN metrics om ON om.vid = v.vid AND om.name = ?",
             [key[len("metrics.") :]],
-            f"om.value IS NULL, om.value {direction}, v.created_at DESC",
+            f"om.value IS NULL, om.value {direction}, v.created_at DESC, v.vid DESC",
             [],
         )
     if key.startswith("metadata."):
@@ -114,34 +146,157 @@ def select_vids(
     limit: int | None = None,
     offset: int = 0,
 ) -> list[int]:
-    """The vids matching all filters, in the requested order: at most limit, the first offset skipped."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    for value, sql in (
-        (model, "v.model = ?"),
-        (author, "v.author = ?"),
-        (since, "v.created_at >= ?"),
-        (until, "v.created_at < ?"),
-        (tag, "v.vid IN (SELECT t.vid FROM tags t WHERE t.name = ?)"),
+    """The vids matching all filters, in the requested order: at most limit, the first offset skipped.
+
+    Two plans. Filter-driven (always right, the only one without a limit): find every match
+    through the filters' indexes, then sort them. Order-driven, for top-k queries ordered by time
+    or by a metric: walk the order's index (versions by time; metrics by (name, value)) and stop
+    at the limit, checking metric conditions per row; conditions on the order's own metric become
+    the walk's range. The order-driven plan wins unless a filter matches only a few rows (then
+    the walk would pass many non-matches before finding k): a bounded count of each indexed
+    filter decides (at most sqrt(k x versions) index entries each).
+    """
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise MvcdbError(f"limit must be a non-negative integer, got {limit!r}")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise MvcdbError(f"offset must be a non-negative integer, got {offset!r}")
+    clauses: list[tuple[str, list[Any]]] = []
+    probes: list[tuple[str, list[Any]]] = []  # indexed filters: (SELECT over the index, params)
+    for value, sql, probe in (
+        (model, "v.model = ?", "SELECT 1 FROM versions WHERE model = ?"),
+        (author, "v.author = ?", None),
+        (since, "v.created_at >= ?", "SELECT 1 FROM versions WHERE created_at >= ?"),
+        (until, "v.created_at < ?", "SELECT 1 FROM versions WHERE created_at < ?"),
+        (tag, "v.vid IN (SELECT t.vid FROM tags t WHERE t.name = ?)", "SELECT 1 FROM tags WHERE name = ?"),
     ):
         if value is not None:
-            clauses.append(sql)
-            params.append(value)
+            clauses.append((sql, [value]))
+            if probe is not None:
+                probes.append((probe, [value]))
+    metrics: list[_Metric] = []
     for cond in [where] if isinstance(where, str) else list(where or []):
-        sql, cond_params = condition_sql(cond)
-        clauses.append(sql)
-        params.extend(cond_params)
+        parsed = _parse_condition(cond)
+        if isinstance(parsed, _Metric):
+            metrics.append(parsed)
+        else:
+            clauses.append(parsed)
+    key = (order_by or "-created_at").strip()
+    descending = key.startswith("-")
+    key = key.lstrip("-+").strip()
+    if limit is not None and (key == "created_at" or key.startswith("metrics.")):
+        ordered_by = key[len("metrics.") :] if key.startswith("metrics.") else None
+        checks = [m.probe_sql() for m in metrics if m.name != ordered_by]
+        if ordered_by is not None:
+            checks += probes  # (a time order walks versions_created: only metric filters starve it)
+        if not _any_selective(conn, checks, limit + offset):
+            if ordered_by is None:
+                return _by_time(conn, clauses, metrics, descending, limit, offset)
+            return _by_metric(conn, ordered_by, descending, clauses, metrics, limit, offset)
+    return _filter_driven(conn, clauses, metrics, order_by, limit, offset)
+
+
+def _any_selective(conn: sqlite3.Connection, probes: Sequence[tuple[str, list[Any]]], need: int) -> bool:
+    """Whether some indexed filter matches so few rows that finding them all beats walking an order.
+
+    Finding all M matches and sorting costs ~M row visits; walking the order's index until k
+    matches turn up costs ~k x N / M: they break even at M = sqrt(k x N).
+    """
+    if not probes:
+        return False
+    total = conn.execute("SELECT max(vid) FROM versions").fetchone()[0] or 0
+    bound = max(64, math.isqrt(max(need, 1) * total))
+    for sql, params in probes:
+        (count,) = conn.execute(f"SELECT count(*) FROM ({sql} LIMIT ?)", [*params, bound]).fetchone()
+        if count < bound:
+            return True
+    return False
+
+
+def _where(clauses: Sequence[tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
+    sql = " AND ".join(c for c, _ in clauses)
+    return (f" AND {sql}" if sql else ""), [p for _, params in clauses for p in params]
+
+
+def _run(conn: sqlite3.Connection, query: str, params: Sequence[Any]) -> list[int]:
+    """The vids a query selects (column `vid`), in its order, as one aggregated string."""
+    (text,) = conn.execute(f"SELECT group_concat(vid) FROM ({query})", params).fetchone()
+    return vids_from_text(text)
+
+
+def _by_time(
+    conn: sqlite3.Connection,
+    clauses: list[tuple[str, list[Any]]],
+    metrics: Sequence[_Metric],
+    descending: bool,
+    limit: int,
+    offset: int,
+) -> list[int]:
+    """Top-k by time: walk versions_created (or versions_model_created), metric checks per row."""
+    where, params = _where([*clauses, *(m.exists_sql() for m in metrics)])
+    direction = "DESC" if descending else "ASC"
+    return _run(
+        conn,
+        f"SELECT v.vid FROM versions v WHERE 1{where} ORDER BY v.created_at {direction}, v.vid {direction}"
+        " LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    )
+
+
+def _by_metric(
+    conn: sqlite3.Connection,
+    name: str,
+    descending: bool,
+    clauses: list[tuple[str, list[Any]]],
+    metrics: Sequence[_Metric],
+    limit: int,
+    offset: int,
+) -> list[int]:
+    """Top-k by a metric: versions with a value, walked along the (name, value) index; then
+    (if the page reaches past them) those without one (missing or NaN), newest first."""
+    own = [m for m in metrics if m.name == name]
+    where, params = _where([*clauses, *(m.exists_sql() for m in metrics if m.name != name)])
+    ranges = "".join(f" AND om.value {m.op} ?" for m in own)
+    direction = "DESC" if descending else "ASC"
+    valued = (
+        "SELECT v.vid FROM metrics om CROSS JOIN versions v ON v.vid = om.vid"
+        f" WHERE om.name = ? AND om.value IS NOT NULL{ranges}{where}"
+    )
+    valued_params = [name, *(m.value for m in own), *params]
+    found = _run(
+        conn,
+        f"{valued} ORDER BY om.value {direction}, v.created_at DESC, v.vid DESC LIMIT ? OFFSET ?",
+        [*valued_params, limit, offset],
+    )
+    if len(found) == limit or own:  # a condition on the metric itself excludes missing values
+        return found
+    if found:
+        skip = 0  # the valued ones ran out within this page
+    else:
+        (count,) = conn.execute(f"SELECT count(*) FROM ({valued})", valued_params).fetchone()
+        skip = offset - count
+    return found + _run(
+        conn,
+        "SELECT v.vid FROM versions v WHERE NOT EXISTS (SELECT 1 FROM metrics om WHERE om.vid = v.vid"
+        f" AND om.name = ? AND om.value IS NOT NULL){where}"
+        " ORDER BY v.created_at DESC, v.vid DESC LIMIT ? OFFSET ?",
+        [name, *params, limit - len(found), skip],
+    )
+
+
+def _filter_driven(
+    conn: sqlite3.Connection,
+    clauses: list[tuple[str, list[Any]]],
+    metrics: Sequence[_Metric],
+    order_by: str | None,
+    limit: int | None,
+    offset: int,
+) -> list[int]:
+    """Every match through the filters' indexes, sorted: one query."""
+    where, params = _where([*clauses, *(m.in_sql() for m in metrics)])
     join, join_params, order, order_params = order_sql(order_by)
-    query = f"SELECT v.vid FROM versions v {join}"
-    if clauses:
-        query += " WHERE " + " AND ".join(clauses)
-    query += f" ORDER BY {order}"
-    if limit is not None and (not isinstance(limit, int) or limit < 0):
-        raise MvcdbError(f"limit must be a non-negative integer, got {limit!r}")
-    if not isinstance(offset, int) or offset < 0:
-        raise MvcdbError(f"offset must be a non-negative integer, got {offset!r}")
+    query = f"SELECT v.vid FROM versions v {join} WHERE 1{where} ORDER BY {order}"
     paging: list[int] = []
     if limit is not None or offset:
         query += " LIMIT ? OFFSET ?"  # SQLite needs a LIMIT before OFFSET: -1 is none
         paging = [-1 if limit is None else int(limit), int(offset)]
-    return [r[0] for r in conn.execute(query, [*join_params, *params, *order_params, *paging])]
+    return _run(conn, query, [*join_params, *params, *order_params, *paging])

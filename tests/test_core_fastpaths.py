@@ -167,3 +167,23 @@ def test_batch_is_refused_on_a_read_only_database(tmp_path: Path) -> None:
     mvcdb.open(path).close()
     with mvcdb.open(path, readonly=True) as db, pytest.raises(mvcdb.ReadOnlyError), db.batch():
         pass
+
+
+def test_a_large_record_and_a_run_join_the_batch_and_roll_back_with_it(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    big = np.random.default_rng(0).standard_normal(600_000)  # 4.8 MB: the chunks-first path
+    with mvcdb.open(path, chunk_size=1 << 20) as db:
+        with pytest.raises(RuntimeError), db.batch():
+            db.record("m", {"w": big})
+            with db.run("m") as run:
+                run.log(0, loss=1.0)
+            raise RuntimeError("the script failed after recording")
+        assert db.versions() == []
+        assert db.conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0  # no orphans either
+        with db.batch():
+            v = db.record("m", {"w": big})
+            with db.run("m", parent=v) as run:
+                run.log(0, loss=1.0)
+        assert np.array_equal(db.restore(v.id)["w"], big)
+        assert len(db.versions()) == 2
+        assert db.verify().ok

@@ -36,11 +36,12 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
 
 def _chunks_of(db: mvcdb.Database, ref: str, name: str, kind: str = "param") -> list[tuple[int, ...]]:
     vid = db._vid(ref)
-    return db.conn.execute(
+    rows = db.conn.execute(
         "SELECT c.codec, c.base, c.depth, c.size, length(c.data) FROM tensor_chunks t"
         " JOIN chunks c ON c.cid = t.cid WHERE t.vid = ? AND t.kind = ? AND t.name = ? ORDER BY t.seq",
         (vid, kind, name),
     ).fetchall()
+    return [(cc.base_codec(codec), *rest) for codec, *rest in rows]  # checked or not: same encoding
 
 
 def _stored_bytes(db: mvcdb.Database) -> int:

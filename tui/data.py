@@ -119,7 +119,7 @@ def load_page(
 ) -> list[Version]:
     """One page of versions, as the table shows them."""
     with reading(path) as db:
-        return db.versions(where=list(where), order_by=order_by, limit=limit, offset=offset)
+        return list(db.versions(where=list(where), order_by=order_by, limit=limit, offset=offset))
 
 
 def model_names(path: str | Path) -> list[str]:
@@ -275,7 +275,7 @@ class Lineage:
 def load_lineage(path: str | Path, model: str, cap: int = LINEAGE_CAP) -> Lineage:
     """The newest `cap` versions of a model arranged as a tree (first parents) plus merge links."""
     with reading(path) as db:
-        newest = db.versions(model=model, limit=cap + 1)
+        newest = list(db.versions(model=model, limit=cap + 1))
     more = len(newest) > cap
     newest = newest[:cap]
     newest.reverse()

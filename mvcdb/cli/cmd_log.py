@@ -109,7 +109,7 @@ def command(
     if as_json:
         emit_json([v.to_dict() for v in versions])
     elif graph:
-        _print_graph(versions)
+        _print_graph(list(versions))
     elif not versions:
         click.echo(
             "No versions match." if _filtered(ctx) else "No versions yet (record one, or try `mvcdb demo`)."

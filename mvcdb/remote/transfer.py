@@ -294,6 +294,7 @@ def _chunk_payloads(
         cid, size, _ = local[digest]
         row = db.conn.execute("SELECT codec, itemsize, data FROM chunks WHERE cid = ?", (cid,)).fetchone()
         codec, itemsize, payload = int(row[0]), int(row[1]), bytes(row[2])
+        codec, payload = chunkcodec.without_check(codec, payload)  # remotes store codecs 0-2
         if codec in SELF_CONTAINED:
             return db.store.pool.submit(prepare, digest, size, codec, itemsize, payload)
         raw = db.store.read_chunk(cid)  # a delta or other local-only encoding: send a self-contained one
