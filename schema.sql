@@ -36,8 +36,10 @@ CREATE INDEX lineage_parent ON lineage (parent, child);
 
 -- Content-addressed chunks of tensor bytes, stored once however many tensors use them.
 -- `hash` is SHA-256 of the raw (decoded, little-endian) bytes; `codec` says how `data` is encoded
--- (see mvcdb/codec.py: 0 raw, 1 zstd, 2 byte-planes+zstd, 3 delta against `base`+byte-planes+zstd,
--- 4 row-delta+byte-planes+zstd); `depth` is the length of the delta chain below this chunk.
+-- (see mvcdb/chunkcodec.py: 0 raw, 1 zstd, 2 byte-planes+zstd, 3 delta against `base`+byte-planes+zstd,
+-- 4 row-delta+byte-planes+zstd; 5-9 are 0-4 with an 8-byte XXH3-64 check of the raw bytes, seeded
+-- with `hash`, in front; 15 a lazy clone's not-yet-fetched stub); `depth` is the length of the
+-- delta chain below this chunk.
 CREATE TABLE chunks (
     cid      INTEGER PRIMARY KEY,
     hash     BLOB    NOT NULL UNIQUE CHECK (length(hash) = 32),

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .blobstore import CHECK
 from .dtypes import numpy_dtype
 from .errors import IntegrityError
 from .models import TensorInfo
@@ -212,7 +213,7 @@ class ElementStream:
             raise IntegrityError("a tensor's chunks hold fewer bytes than its manifest says")
         cid, size = self._chunks.popleft()
         self._buf = np.empty(size, dtype=np.uint8)
-        self._db.store.read_into([cid], self._buf)
+        self._db.store.read_into([cid], self._buf, verify=CHECK)  # as restore: checked, not re-hashed
         self._pos = 0
 
     def take(self, count: int) -> np.ndarray:

@@ -28,7 +28,9 @@ Migration = Callable[[sqlite_utils.Database], None]
 
 def _drop_tensor_digest_index(db: sqlite_utils.Database) -> None:
     """Version 2: no index on tensors.digest. Nothing looked tensors up by digest (they are compared
-    pairwise), and each of its random keys dirtied a page in every small commit."""
+    pairwise), and each of its random keys dirtied a page in every small commit. Version 2 is also
+    where chunks may use the checked codecs 5-9, which mvcdb 0.1 cannot decode: the version bump
+    makes it refuse such a file with an upgrade hint instead of failing on a chunk."""
     db.execute("DROP INDEX IF EXISTS tensors_digest")
 
 

@@ -28,9 +28,9 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[Sequence[int]]:
     calls: list[Sequence[int]] = []
     original = BlobStore.read_into
 
-    def counting(self: BlobStore, cids: Sequence[int], out: np.ndarray) -> None:
+    def counting(self: BlobStore, cids: Sequence[int], out: np.ndarray, **how: str) -> None:
         calls.append(list(cids))
-        original(self, cids, out)
+        original(self, cids, out, **how)
 
     monkeypatch.setattr(BlobStore, "read_into", counting)
     return calls

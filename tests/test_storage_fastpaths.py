@@ -236,3 +236,45 @@ def test_small_records_leave_the_autocheckpoint_alone(tmp_path: Path) -> None:
         db.record("m", {"w": _weights(0, 1000)})
         assert db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == connection.AUTOCHECKPOINT_PAGES
         assert id(db.conn) not in connection._deferred
+
+
+def test_without_check_gives_the_plain_codec_remotes_store() -> None:
+    raw = _weights(3, 4096).view(np.uint8)
+    key = hashlib.sha256(raw.data).digest()
+    enc = cc.encode(memoryview(raw.data), 4, cc.checksum(raw, key))
+    codec, payload = cc.without_check(enc.codec, bytes(enc.payload))
+    assert codec == cc.PLANES
+    out = np.empty(len(raw), dtype=np.uint8)
+    assert not cc.decode_into(codec, enc.itemsize, payload, len(raw), out, key=key)  # nothing to check
+    assert hashlib.sha256(out.data).digest() == key
+    assert cc.without_check(codec, payload) == (codec, payload)
+
+
+class _NoBlobAPI:
+    """A connection as Python 3.10 offers it: no incremental blob API."""
+
+    def __init__(self, conn: object) -> None:
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> object:
+        if name == "blobopen":
+            raise AttributeError(name)
+        return getattr(self._conn, name)
+
+
+def test_restore_without_the_blob_api_reads_payloads_with_select(tmp_path: Path) -> None:
+    params = _model()
+    with mvcdb.open(tmp_path / "m.db", chunk_size=CHUNK) as db:
+        v1 = db.record("m", params)
+        child = {**params, "w": _finetune(params["w"], 4)}
+        v2 = db.record("m", child, parent=v1)
+        real = db.store.conn
+        db.store.conn = _NoBlobAPI(real)  # type: ignore[assignment]
+        try:
+            assert all(_same_bits(db.restore(v2)[k], child[k]) for k in child)
+            cid = real.execute("SELECT cid FROM chunks WHERE base IS NULL ORDER BY cid LIMIT 1").fetchone()[0]
+            real.execute("UPDATE chunks SET data = zeroblob(length(data)) WHERE cid = ?", (cid,))
+            with pytest.raises(IntegrityError):
+                db.restore(v1)
+        finally:
+            db.store.conn = real
