@@ -489,7 +489,8 @@ class Database:
     ) -> dict[str, np.ndarray]:
         """The parameters of a version, bit-identical to what was recorded (dtype, shape, bytes).
 
-        Every chunk is re-hashed on the way out: damage raises IntegrityError, never wrong numbers.
+        Every chunk is checked on the way out (see blobstore.CHECK): damage raises IntegrityError,
+        never wrong numbers.
         With into=<framework object> the parameters are also loaded into it (shapes and dtypes
         checked first; the first mismatch is named in the error).
         """
