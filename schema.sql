@@ -63,10 +63,12 @@ CREATE TABLE tensors (
     shape  TEXT    NOT NULL CHECK (json_valid(shape)),     -- JSON list of ints
     nbytes INTEGER NOT NULL CHECK (nbytes >= 0),
     digest TEXT    NOT NULL,                               -- hex SHA-256 over dtype, shape, chunk hashes
+    data   BLOB CHECK (data IS NULL OR length(data) = nbytes), -- a tiny tensor's raw bytes, else NULL
     PRIMARY KEY (vid, kind, name)
 ) STRICT, WITHOUT ROWID;
 
--- The ordered chunks of each tensor.
+-- The ordered chunks of each tensor (none for a tiny tensor stored in its `data` column: its one
+-- chunk hash, SHA-256 of those bytes, is still what the manifest names).
 CREATE TABLE tensor_chunks (
     vid  INTEGER NOT NULL,
     kind TEXT    NOT NULL,

@@ -65,13 +65,15 @@ _AS_BASE = ""
 
 @dataclass(frozen=True)
 class StoredTensor:
-    """Where a tensor's bytes live: its chunk hashes (global) and chunk ids (local)."""
+    """Where a tensor's bytes live: its chunk hashes (global) and chunk ids (local), or for a tiny
+    tensor its bytes themselves (`data`, stored in its row: one hash, no chunk)."""
 
     dtype: str
     shape: tuple[int, ...]
     nbytes: int
     hashes: tuple[bytes, ...]
     cids: tuple[int, ...]
+    data: bytes | None = None
 
     @property
     def digest(self) -> str:
@@ -520,6 +522,10 @@ class BlobStore:
                 )
             except DecodeError as exc:
                 raise IntegrityError(f"chunk {row.cid} is corrupt: {exc}") from None
+            except (sqlite3.Error, SystemError) as exc:
+                # a damaged page under the blob. SystemError: CPython's sqlite3 reads the error of a
+                # failed blob read from the connection, which another pool thread may have reset
+                raise IntegrityError(f"chunk {row.cid} cannot be read: {exc}") from None
         if verify and (verify == FULL or not checked) and hashlib.sha256(out.data).digest() != row.hash:
             raise IntegrityError(f"chunk {row.cid} does not match its hash (the file was damaged)")
         return out

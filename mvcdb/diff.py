@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import inline
 from .blobstore import CHECK
 from .dtypes import numpy_dtype
 from .errors import IntegrityError
@@ -207,6 +208,13 @@ class ElementStream:
         )
         self._buf = np.empty(0, dtype=np.uint8)
         self._pos = 0
+        row = db.conn.execute(
+            "SELECT shape, digest, data FROM tensors WHERE vid = ? AND kind = ? AND name = ?",
+            (vid, kind, name),
+        ).fetchone()
+        if row is not None and row[2] is not None:  # a tiny tensor kept in its row: its bytes are here
+            raw = inline.checked(f"{kind} {name!r}", dtype, row[0], row[1], row[2])
+            self._buf = np.frombuffer(raw, dtype=np.uint8)
 
     def _load(self) -> None:
         if not self._chunks:

@@ -8,6 +8,7 @@ so one report lists all the damage.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sqlite3
@@ -353,14 +354,16 @@ class _Checker:
                 self.problem("manifest-mismatch", subject, f"metric {name!r} differs from its manifest")
 
     def _tensors(self, vid: int, subject: str, tensors: tuple[Any, ...], params_bytes: int) -> None:
-        rows = {
-            (kind, name): (dtype, shape, nbytes, digest)
-            for kind, name, dtype, shape, nbytes, digest in self.conn.execute(
-                "SELECT kind, name, dtype, shape, nbytes, digest FROM tensors WHERE vid = ?", (vid,)
-            )
-        }
+        rows: dict[tuple[str, str], tuple[str, str, int, str]] = {}
         hashes: dict[tuple[str, str], list[bytes | None]] = {}
         sizes: dict[tuple[str, str], int] = {}
+        for kind, name, dtype, shape, nbytes, digest, data in self.conn.execute(
+            "SELECT kind, name, dtype, shape, nbytes, digest, data FROM tensors WHERE vid = ?", (vid,)
+        ):
+            rows[(kind, name)] = (dtype, shape, nbytes, digest)
+            if data is not None:  # a tiny tensor kept in its row: its one chunk hash is of these bytes
+                hashes[(kind, name)] = [hashlib.sha256(data).digest()]
+                sizes[(kind, name)] = len(data)
         for kind, name, chash, size in self.conn.execute(
             "SELECT tc.kind, tc.name, c.hash, c.size FROM tensor_chunks tc"
             " LEFT JOIN chunks c ON c.cid = tc.cid WHERE tc.vid = ? ORDER BY tc.kind, tc.name, tc.seq",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import inline
 from .author import current_author
 from .connection import write_transaction
 from .copying import (
@@ -201,6 +202,7 @@ class _Need:
     size: int
     itemsize: int
     owner: str
+    data: bytes | None = None  # the bytes of a tiny tensor the source keeps in its row (no cid)
 
 
 def _needed_chunks(src: Database, dst: Database, versions: Sequence[IncomingVersion]) -> list[_Need]:
@@ -209,6 +211,12 @@ def _needed_chunks(src: Database, dst: Database, versions: Sequence[IncomingVers
     all_hashes = list(dict.fromkeys(h for v in versions for t in v.manifest.tensors for h in t.hashes))
     have = chunk_rows(dst.conn, all_hashes)
     offer = chunk_rows(src.conn, [h for h in all_hashes if h not in have])
+    tiny: dict[bytes, tuple[bytes, str]] = {}
+    if any(h not in have and h not in offer for h in all_hashes):  # in-row tensors of the source
+        try:
+            tiny = inline.chunks_of(src.conn, ids_to_vids(src.conn, [v.id for v in versions]).values())
+        except MvcdbError as exc:
+            raise _refuse(source, str(exc)) from None
     needs: dict[bytes, _Need] = {}
     for v in versions:
         for t in v.manifest.tensors:
@@ -217,6 +225,11 @@ def _needed_chunks(src: Database, dst: Database, versions: Sequence[IncomingVers
             for h in t.hashes:
                 if h in have:
                     total += have[h][1]
+                    continue
+                if h in tiny and h not in offer:
+                    raw = tiny[h][0]
+                    total += len(raw)
+                    needs.setdefault(h, _Need(h, -1, len(raw), _itemsize(t.dtype), owner, raw))
                     continue
                 if h not in offer:
                     raise _refuse(source, f"chunk {h.hex()[:12]} of {owner} is missing from it")
@@ -239,8 +252,15 @@ def _copy_chunks(
     """
     added: dict[bytes, int] = {}
     try:
+        for n in needs:
+            if n.data is not None:  # checked when read from the source's row
+                added[n.hash] = dst.store.store_chunks([memoryview(n.data)], [n.hash], n.itemsize)[0]
         for batch in sized_batches(
-            needs, lambda n: n.size, max_bytes=COPY_BATCH_BYTES, max_count=64, key=lambda n: n.itemsize
+            [n for n in needs if n.data is None],
+            lambda n: n.size,
+            max_bytes=COPY_BATCH_BYTES,
+            max_count=64,
+            key=lambda n: n.itemsize,
         ):
             buf = np.empty(sum(n.size for n in batch), dtype=np.uint8)
             try:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import inline
 from .blobstore import MIN_DELTA, BlobStore, PutItem, StoredTensor
 from .dtypes import name_of
 from .errors import MvcdbError
@@ -87,8 +88,12 @@ def store_tensors(
         rows = kind in ("traj", "traj_steps") and data.ndim >= 1 and len(data) > 1
         stride = data.nbytes // len(data) if rows else 0
         items.append(PutItem(data, dtype, base_cids, stride))
-    stored = store.put_many(items)
-    return {(kind, name): t for name, t in zip(arrays, stored, strict=True)}
+    chunked = [item for item in items if not inline.fits(item.arr.nbytes)]
+    stored = iter(store.put_many(chunked) if chunked else [])
+    return {
+        (kind, name): inline.store(item) if inline.fits(item.arr.nbytes) else next(stored)
+        for name, item in zip(arrays, items, strict=True)
+    }
 
 
 def _parent_chunks(conn: sqlite3.Connection, kind: str, vid: int) -> dict[str, tuple[str, str, list[int]]]:
@@ -146,21 +151,22 @@ def insert_version(
         )
     if tensors:
         conn.executemany(
-            "INSERT INTO tensors (vid, kind, name, dtype, shape, nbytes, digest)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tensors (vid, kind, name, dtype, shape, nbytes, digest, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (vid, kind, name, t.dtype, shape_json(t.shape), t.nbytes, t.digest)
+                (vid, kind, name, t.dtype, shape_json(t.shape), t.nbytes, t.digest, t.data)
                 for (kind, name), t in tensors.items()
             ],
         )
-        conn.executemany(
-            "INSERT INTO tensor_chunks (vid, kind, name, seq, cid) VALUES (?, ?, ?, ?, ?)",
-            [
-                (vid, kind, name, seq, cid)
-                for (kind, name), t in tensors.items()
-                for seq, cid in enumerate(t.cids)
-            ],
-        )
+        links = [
+            (vid, kind, name, seq, cid)
+            for (kind, name), t in tensors.items()
+            for seq, cid in enumerate(t.cids)
+        ]
+        if links:
+            conn.executemany(
+                "INSERT INTO tensor_chunks (vid, kind, name, seq, cid) VALUES (?, ?, ?, ?, ?)", links
+            )
     return vid, True
 
 

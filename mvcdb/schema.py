@@ -26,16 +26,19 @@ DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 Migration = Callable[[sqlite_utils.Database], None]
 
 
-def _drop_tensor_digest_index(db: sqlite_utils.Database) -> None:
-    """Version 2: no index on tensors.digest. Nothing looked tensors up by digest (they are compared
-    pairwise), and each of its random keys dirtied a page in every small commit. Version 2 is also
-    where chunks may use the checked codecs 5-9, which mvcdb 0.1 cannot decode: the version bump
-    makes it refuse such a file with an upgrade hint instead of failing on a chunk."""
+def _small_version_layout(db: sqlite_utils.Database) -> None:
+    """Version 2, cheaper small versions: no index on tensors.digest (nothing looked tensors up by
+    digest, and each of its random keys dirtied a page in every small commit), and tiny tensors
+    stored in their own row (`tensors.data`) instead of as chunks. Version 2 is also where chunks
+    may use the checked codecs 5-9: the version bump makes mvcdb 0.1 refuse such a file with an
+    upgrade hint instead of failing on a chunk or missing a tensor's bytes."""
     db.execute("DROP INDEX IF EXISTS tensors_digest")
+    if "data" not in db["tensors"].columns_dict:
+        db.execute("ALTER TABLE tensors ADD COLUMN data BLOB CHECK (data IS NULL OR length(data) = nbytes)")
 
 
 MIGRATIONS: list[tuple[int, str, Migration]] = [
-    (2, "drop the unused tensors.digest index", _drop_tensor_digest_index),
+    (2, "small-version layout: tiny tensors in their row, no tensors.digest index", _small_version_layout),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else BASELINE_VERSION
@@ -133,6 +136,22 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
             conn.execute(f"PRAGMA user_version = {target}")
         applied.append(name)
     return applied
+
+
+def read_older(conn: sqlite3.Connection) -> None:
+    """Let a read-only connection read a file of an older schema version as if it were current.
+
+    It cannot be migrated, so TEMP views (which shadow the file's tables for unqualified names)
+    add what the older version lacks: `tensors.data` is NULL there (every tensor is chunked).
+    """
+    if "data" in sqlite_utils.Database(conn)["tensors"].columns_dict:
+        return
+    query_only = conn.execute("PRAGMA query_only").fetchone()[0]
+    conn.execute("PRAGMA query_only = OFF")  # TEMP objects live in memory, never in the file
+    try:
+        conn.execute("CREATE TEMP VIEW IF NOT EXISTS tensors AS SELECT *, NULL AS data FROM main.tensors")
+    finally:
+        conn.execute(f"PRAGMA query_only = {int(query_only)}")
 
 
 def read_meta(conn: sqlite3.Connection) -> dict[str, str]:

@@ -61,7 +61,14 @@ def content(db: mvcdb.Database) -> dict[str, Any]:
                 " JOIN versions v ON v.vid = t.vid"
             )
         ),
-        "chunks": sorted(r[0] for r in conn.execute("SELECT hash FROM chunks")),
+        # chunk hashes held, whether as chunk rows or as tiny tensors kept in their row (a local choice)
+        "chunks": sorted(
+            {bytes(r[0]) for r in conn.execute("SELECT hash FROM chunks")}
+            | {
+                hashlib.sha256(r[0]).digest()
+                for r in conn.execute("SELECT data FROM tensors WHERE data IS NOT NULL")
+            }
+        ),
         "tags": sorted(conn.execute("SELECT t.name, v.id FROM tags t JOIN versions v ON v.vid = t.vid")),
         "tag_history": sorted(
             conn.execute("SELECT name, from_id, to_id, author, at FROM tag_history"), key=repr

@@ -127,21 +127,24 @@ def test_schema_sql_names_the_current_version() -> None:
 def test_a_version_1_file_is_migrated_on_open_and_keeps_its_data(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with mvcdb.open(path) as db:
-        v = db.record("m", {"w": np.arange(5.0)}, metrics={"loss": 0.5})
+        v = db.record("m", {"w": np.arange(5.0), "big": np.arange(100.0)}, metrics={"loss": 0.5})
+        db.conn.execute("DELETE FROM tensors WHERE data IS NOT NULL")  # version 1 knew no in-row tensors
     conn = sqlite3.connect(path)  # make it look as mvcdb 0.1 left it
+    conn.execute("ALTER TABLE tensors DROP COLUMN data")
     conn.execute("CREATE INDEX tensors_digest ON tensors (digest)")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
     with mvcdb.open(path, readonly=True) as db:  # read-only: readable as is, not migrated
-        assert np.array_equal(db.restore(v.id)["w"], np.arange(5.0))
+        assert np.array_equal(db.restore(v.id)["big"], np.arange(100.0))
         assert db.conn.execute("PRAGMA user_version").fetchone()[0] == 1
     with mvcdb.open(path) as db:
         assert db.conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
         names = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "tensors_digest" not in names
-        assert np.array_equal(db.restore(v.id)["w"], np.arange(5.0))
-        assert db.verify().ok
+        assert np.array_equal(db.restore(v.id)["big"], np.arange(100.0))
+        w = db.record("m", {"w": np.arange(3.0)}, parent=v)  # in-row tensors work once migrated
+        assert np.array_equal(db.restore(w.id)["w"], np.arange(3.0))
 
 
 def test_batch_records_all_at_once_or_nothing(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import chunkcodec
+from .. import chunkcodec, inline
 from ..author import current_author
 from ..connection import connect, write_transaction
 from ..copying import (
@@ -61,6 +61,8 @@ BATCH_CHUNKS = 256
 #: Versions per transaction.
 VERSION_BATCH = 200
 SELF_CONTAINED = (chunkcodec.RAW, chunkcodec.ZSTD, chunkcodec.PLANES)
+#: The chunk id given to a tiny tensor's bytes kept in its row (mvcdb/inline.py): it has no chunk row.
+IN_ROW = -1
 LAZY_META_KEY = "lazy_remote"
 
 
@@ -245,6 +247,11 @@ def _push(
     hashes = sorted({h for v in incoming.values() for t in v.manifest.tensors for h in t.hashes})
     need = sorted(set(hashes) - _remote_has_chunks(conn, hashes))
     local = chunk_rows(db.conn, need)
+    tiny: dict[bytes, bytes] = {}
+    if any(h not in local for h in need):  # tiny tensors kept in their row travel as raw chunks
+        found = inline.chunks_of(db.conn, [vid for vid, _ in missing])
+        tiny = {h: raw for h, (raw, _) in found.items() if h not in local}
+        local.update({h: (IN_ROW, len(raw), chunkcodec.RAW) for h, raw in tiny.items()})
     absent = [h for h in need if h not in local]
     if absent:
         raise IntegrityError(f"chunk {absent[0].hex()[:16]} is missing from {db.path}; run `mvcdb verify`")
@@ -257,7 +264,7 @@ def _push(
     progress.bytes_total = sum(local[h][1] for h in need)
     progress.versions_total = len(order)
     progress.show()
-    _send_chunks(db, conn, need, local, report, progress)
+    _send_chunks(db, conn, need, local, tiny, report, progress)
     for part in _batches(order, VERSION_BATCH):
         # one global order inside transactions: concurrent pushers cannot deadlock
         batch = sorted(v.id for v in part)
@@ -278,9 +285,11 @@ def _push(
 
 
 def _chunk_payloads(
-    db: Database, need: Sequence[bytes], local: dict[bytes, tuple[int, int, int]]
+    db: Database, need: Sequence[bytes], local: dict[bytes, tuple[int, int, int]], tiny: dict[bytes, bytes]
 ) -> Iterator[list[tuple[bytes, int, int, int, bytes]]]:
-    """Batches of verified (hash, size, codec, itemsize, payload) ready to send, one batch ahead."""
+    """Batches of verified (hash, size, codec, itemsize, payload) ready to send, one batch ahead.
+
+    tiny: the raw bytes (already checked) of in-row tensors, sent as raw chunks."""
 
     def prepare(digest: bytes, size: int, codec: int, itemsize: int, payload: bytes) -> tuple[Any, ...]:
         _decode_verified(digest, size, codec, itemsize, payload)
@@ -292,6 +301,10 @@ def _chunk_payloads(
 
     def submit(digest: bytes) -> Future[tuple[Any, ...]]:
         cid, size, _ = local[digest]
+        if cid == IN_ROW:
+            done: Future[tuple[Any, ...]] = Future()
+            done.set_result((digest, size, chunkcodec.RAW, 1, tiny[digest]))
+            return done
         row = db.conn.execute("SELECT codec, itemsize, data FROM chunks WHERE cid = ?", (cid,)).fetchone()
         codec, itemsize, payload = int(row[0]), int(row[1]), bytes(row[2])
         codec, payload = chunkcodec.without_check(codec, payload)  # remotes store codecs 0-2
@@ -314,10 +327,11 @@ def _send_chunks(
     conn: psycopg.Connection[Any],
     need: Sequence[bytes],
     local: dict[bytes, tuple[int, int, int]],
+    tiny: dict[bytes, bytes],
     report: TransferReport,
     progress: _Progress,
 ) -> None:
-    for rows in _chunk_payloads(db, need, local):
+    for rows in _chunk_payloads(db, need, local, tiny):
 
         def send(rows: list[tuple[bytes, int, int, int, bytes]] = rows) -> None:
             with conn.cursor() as cur:
