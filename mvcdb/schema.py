@@ -31,7 +31,9 @@ def _small_version_layout(db: sqlite_utils.Database) -> None:
     digest, and each of its random keys dirtied a page in every small commit), and tiny tensors
     stored in their own row (`tensors.data`) instead of as chunks. Version 2 is also where chunks
     may use the checked codecs 5-9: the version bump makes mvcdb 0.1 refuse such a file with an
-    upgrade hint instead of failing on a chunk or missing a tensor's bytes."""
+    upgrade hint instead of failing on a chunk or missing a tensor's bytes. (New files also spell
+    the tensors.kind CHECK with OR, which SQLite evaluates faster than IN; a migrated file keeps
+    its IN: the same rule, and rewriting a table's CHECK means copying the table.)"""
     db.execute("DROP INDEX IF EXISTS tensors_digest")
     if "data" not in db["tensors"].columns_dict:
         db.execute("ALTER TABLE tensors ADD COLUMN data BLOB CHECK (data IS NULL OR length(data) = nbytes)")
