@@ -79,6 +79,18 @@ class VersionsTable(DataTable[str | Text]):
             if v.id in self.rows:
                 continue
             self.add_row(*self.row_cells(v), key=v.id)
+        self._measure_new_rows()
+
+    def _measure_new_rows(self) -> None:
+        """Fit the columns to the new rows now. DataTable defers this to its next idle moment, and
+        a loaded machine was once seen showing every column cut to its header's width (tmux test);
+        measuring here makes the widths part of loading, whatever the event loop does next.
+        (Textual 8.2's own idle step, the same three lines: pinned in pyproject.)"""
+        if self._require_update_dimensions:
+            self._require_update_dimensions = False
+            new_rows = self._new_rows.copy()
+            self._new_rows.clear()
+            self._update_dimensions(new_rows)
 
     def id_at_cursor(self) -> str | None:
         """The full id of the highlighted row, if any."""
