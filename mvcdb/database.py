@@ -447,15 +447,15 @@ class Database:
             )
         )
 
-    def _tensor_job(self, vid: int, kind: str, name: str, nbytes: int) -> tuple[list[int], np.ndarray]:
-        """The chunk ids of one stored tensor and an uninitialised array to decode them into."""
-        cids = [
-            r[0]
-            for r in self.conn.execute(
-                "SELECT cid FROM tensor_chunks WHERE vid = ? AND kind = ? AND name = ? ORDER BY seq",
-                (vid, kind, name),
-            )
-        ]
+    def _tensor_job(
+        self, vid: int, kind: str, name: str, nbytes: int, *, in_row: bool = False
+    ) -> tuple[list[int], np.ndarray]:
+        """The chunk ids of one stored tensor (none for one kept in its row) and an uninitialised
+        array to decode them into."""
+        cids: list[int] = []
+        if not in_row:
+            query = "SELECT cid FROM tensor_chunks WHERE vid = ? AND kind = ? AND name = ? ORDER BY seq"
+            cids = [r[0] for r in self.conn.execute(query, (vid, kind, name))]
         try:  # sizes come from the file: a hostile one must not crash us or exhaust memory
             flat = np.empty(nbytes, dtype=np.uint8)
         except (MemoryError, ValueError):
@@ -481,7 +481,9 @@ class Database:
             if unknown:
                 raise MvcdbError(f"no {'parameter' if kind == 'param' else 'series'} named {unknown[0]!r}")
             rows = [r for r in rows if r[0] in set(names)]
-        jobs = [(row, *self._tensor_job(vid, kind, row[0], row[3])) for row in rows]
+        jobs = [
+            (row, *self._tensor_job(vid, kind, row[0], row[3], in_row=row[5] is not None)) for row in rows
+        ]
         for (name, dtype, shape, _, digest, data), _, flat in jobs:
             if data is not None:  # a tiny tensor kept in its row (mvcdb/inline.py)
                 inline.read_into(f"{kind} {name!r}", dtype, shape, digest, data, flat)

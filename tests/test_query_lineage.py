@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import random
-from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from lineage_helpers import reference_bfs
 
 import mvcdb
 from mvcdb import lineage as lineage_module
@@ -216,25 +216,6 @@ def test_tangled_dag_falls_back_to_the_exact_walk(
     monkeypatch.setattr(lineage_module, "_DUPLICATE_FACTOR", 0)
     assert ids(db.ancestors(left)) == expected and calls
     assert len(expected) == 2 * 12 and len(set(expected)) == len(expected)
-
-
-def reference_bfs(
-    start: str, edges: dict[str, list[str]], depth: int | None = None, order: Sequence[str] = ()
-) -> list[str]:
-    """Breadth-first distances; nearest first, ties in recording order."""
-    distance = {start: 0}
-    queue = deque([start])
-    while queue:
-        node = queue.popleft()
-        if depth is not None and distance[node] >= depth:
-            continue
-        for nxt in edges[node]:
-            if nxt not in distance:
-                distance[nxt] = distance[node] + 1
-                queue.append(nxt)
-    del distance[start]
-    rank = {ident: i for i, ident in enumerate(order)}
-    return sorted(distance, key=lambda ident: (distance[ident], rank.get(ident, 0)))
 
 
 # -- trees ----------------------------------------------------------------------------------------

@@ -7,12 +7,12 @@ import copy
 import math
 import pickle
 import random
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lineage_helpers import reference_bfs
 
 import mvcdb
 from mvcdb import filters, lineage, models
@@ -201,24 +201,6 @@ def test_short_lists_are_snapshots(tmp_path: Path) -> None:
 # -- the first-parent walk and its fallback ------------------------------------------------------
 
 
-def reference_bfs(
-    start: str, edges: dict[str, list[str]], order: list[str], depth: int | None = None
-) -> list[str]:
-    distance = {start: 0}
-    queue = deque([start])
-    while queue:
-        node = queue.popleft()
-        if depth is not None and distance[node] >= depth:
-            continue
-        for nxt in edges[node]:
-            if nxt not in distance:
-                distance[nxt] = distance[node] + 1
-                queue.append(nxt)
-    del distance[start]
-    rank = {ident: i for i, ident in enumerate(order)}
-    return sorted(distance, key=lambda ident: (distance[ident], rank[ident]))
-
-
 def _record_graph(
     db: mvcdb.Database, n: int, merges: bool, seed: int
 ) -> tuple[list[str], dict[str, list[str]]]:
@@ -254,11 +236,15 @@ def test_walks_match_a_reference_bfs(
         for start in [made[0], made[-1], *random.Random(1).sample(made, 12)]:
             for walk, edges in ((db.ancestors, parents), (db.descendants, children)):
                 full = [v.id for v in walk(start)]
-                assert full == reference_bfs(start, edges, made)
+                assert full == reference_bfs(start, edges, order=made)
                 for limit in (0, 1, 3, 7):
                     assert [v.id for v in walk(start, limit=limit)] == full[:limit]
             tree = db.lineage(start, depth=2)
-            near = {start, *reference_bfs(start, parents, made, 2), *reference_bfs(start, children, made, 2)}
+            near = {
+                start,
+                *reference_bfs(start, parents, depth=2, order=made),
+                *reference_bfs(start, children, depth=2, order=made),
+            }
             assert set(tree.ids) == near
     assert bool(general) == merges  # trees and chains never need the general walk
 
