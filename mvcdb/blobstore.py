@@ -5,7 +5,7 @@ of its raw bytes and inserted only if no chunk with that hash exists. Writing is
 thread pool hashes the next window of chunks and encodes (compresses, delta-encodes) the current
 one while the calling thread inserts the previous one, in short transactions, so memory stays at
 "a few chunks" and other writers are never locked out for long. A big write keeps SQLite's page
-cache small and defers the WAL checkpoint past record() (connection.defer_checkpoint).
+cache small and holds the background WAL checkpoint back until record() is done (checkpointer.py).
 
 Reads stream chunk by chunk straight into one preallocated array: each pool thread opens the
 chunk's blob itself and decodes it piece by piece into its place (no whole payload is ever copied
@@ -31,8 +31,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import chunkcodec, serial
-from .connection import checkpoint_in_background, defer_checkpoint, finish_checkpoint, write_transaction
+from . import checkpointer, chunkcodec, serial
+from .connection import write_transaction
 from .errors import DecodeError, IntegrityError, MvcdbError
 from .manifest import ManifestTensor
 
@@ -41,7 +41,7 @@ MAX_DELTA_DEPTH = 4
 #: Bytes hashed/encoded ahead and written per transaction (one default chunk: the pool hashes
 #: one window while it encodes the previous one, so both threads stay busy at this size too).
 WINDOW_BYTES = 4 * 1024 * 1024
-#: Writes of at least this many bytes defer the WAL checkpoint and shrink the page cache.
+#: Writes of at least this many bytes hold the WAL checkpoint back and shrink the page cache.
 BULK_BYTES = 8 * 1024 * 1024
 #: SQLite page cache (KiB) during a bulk write: dirty pages spill to the WAL anyway, and the
 #: default 64 MiB cache would only add that much to record()'s memory peak.
@@ -145,7 +145,6 @@ class BlobStore:
         #: Called with the cids of stub chunks (codec 15, "not fetched yet") before they are read;
         #: it must replace them with real chunks. Set by the remote module for lazy clones.
         self.fetch_missing: Callable[[list[int]], None] | None = None
-        self._deferring = False
 
     @property
     def pool(self) -> ThreadPoolExecutor:
@@ -154,8 +153,7 @@ class BlobStore:
         return self._pool
 
     def close(self) -> None:
-        """Stop the pool and wait for a background checkpoint (the connection stays open)."""
-        finish_checkpoint(self.conn)
+        """Stop the pool (the connection stays open)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -238,19 +236,18 @@ class BlobStore:
 
     @contextmanager
     def _bulk(self, big: bool) -> Iterator[None]:
-        """For a big write: a small page cache (restored after) and deferred WAL checkpoints."""
-        self._deferring = big
+        """For a big write: a small page cache (restored after), and the background WAL
+        checkpoint held back until the write is done (it would compete for both cores)."""
         if not big:
             yield
             return
         cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
         self.conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
         try:
-            yield
+            with checkpointer.held(self.conn):
+                yield
         finally:
-            self._deferring = False
             self.conn.execute(f"PRAGMA cache_size = {int(cache)}")
-            checkpoint_in_background(self.conn)
 
     def _put_windows(self, pieces: Sequence[_Piece]) -> tuple[list[bytes], list[int]]:
         pool = self.pool
@@ -293,8 +290,6 @@ class BlobStore:
         """Insert encoded chunks in one short transaction; return hash -> cid of those we wrote."""
         results = [(n, *n.encoded.result()) for n in new]
         written: dict[bytes, int] = {}
-        if self._deferring:
-            defer_checkpoint(self.conn)
         with write_transaction(self.conn):
             for n, enc, depth, base_cid in results:
                 cur = self.conn.execute(

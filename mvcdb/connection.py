@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from . import checkpointer
 from .errors import BusyError, MvcdbError, NotAnMvcdbFileError, ReadOnlyError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -27,28 +27,12 @@ APPLICATION_ID = 0x6D766364
 PAGE_SIZE = 8192
 #: How long close() waits for other processes before leaving the checkpoint to the last closer.
 CHECKPOINT_WAIT_MS = 2000
-#: WAL pages after which a commit folds the WAL back into the main file (SQLite's default).
-AUTOCHECKPOINT_PAGES = 1000
 #: Map this much of the file (SQLite caps it at its compile-time limit, 2 GiB in common builds):
 #: blob reads from mapped pages run at memory speed instead of one pread per page.
 MMAP_BYTES = 1 << 40
 #: After a checkpoint the WAL file is cut back to this size (a bulk write may have grown it).
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
-
-class _Deferral:
-    """A connection's WAL checkpoint, held back past a bulk write (see defer_checkpoint)."""
-
-    def __init__(self) -> None:
-        self.left = 2  # write transactions still allowed to commit without an autocheckpoint
-        self.worker: threading.Thread | None = None  # the background checkpoint, if started
-
-    def busy(self) -> bool:
-        return self.worker is not None and self.worker.is_alive()
-
-
-#: id(conn) -> its deferral, while one is active.
-_deferred: dict[int, _Deferral] = {}
 
 T = TypeVar("T")
 
@@ -155,7 +139,12 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     uri = path.resolve().as_uri() + mode
     try:
         conn = sqlite3.connect(
-            uri, uri=True, isolation_level=None, check_same_thread=False, timeout=busy_timeout_seconds()
+            uri,
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=busy_timeout_seconds(),
+            factory=checkpointer.Connection,
         )
         if query_only:
             conn.execute("PRAGMA query_only = ON")
@@ -210,86 +199,13 @@ def _set_journal_mode(conn: sqlite3.Connection, wanted: str) -> None:
         raise sqlite3.OperationalError(f"database is locked (journal mode stayed {got})")
 
 
-def defer_checkpoint(conn: sqlite3.Connection) -> None:
-    """Keep the WAL autocheckpoint off for the next write transaction and the one after it.
-
-    A bulk write (a big record's chunks) calls this before each of its transactions and
-    checkpoint_in_background() after the last: the checkpoint -- which writes every byte a
-    second time and syncs -- then runs beside the caller instead of inside record(). Commits stay
-    atomic; they are durable once that checkpoint (or close()) has run (WAL with
-    synchronous=NORMAL), as the README says.
-    """
-    deferral = _deferred.get(id(conn))
-    if deferral is None:
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
-        deferral = _deferred[id(conn)] = _Deferral()
-    deferral.left = 2
-
-
-def checkpoint_in_background(conn: sqlite3.Connection) -> None:
-    """Fold the WAL into the main file on a thread with its own connection (PASSIVE: it never
-    blocks readers or writers), unless one is already running for this connection."""
-    deferral = _deferred.get(id(conn))
-    if deferral is None or deferral.busy() or journal_mode() != "WAL":
-        return
-    row = conn.execute("PRAGMA database_list").fetchone()
-    path = str(row[2]) if row is not None else ""
-    if not path:
-        return
-    deferral.worker = threading.Thread(
-        target=_passive_checkpoint, args=(path,), name="mvcdb-checkpoint", daemon=True
-    )
-    deferral.worker.start()
-
-
-def _passive_checkpoint(path: str) -> None:
-    try:
-        other = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_seconds())
-    except sqlite3.Error:
-        return  # the next autocheckpoint or close() does it
-    try:
-        other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    except sqlite3.Error:
-        pass
-    finally:
-        other.close()
-
-
-def _resume_checkpoint(conn: sqlite3.Connection) -> None:
-    """Before a write transaction: count down a deferral and, once it has run out and no
-    background checkpoint is running, turn the autocheckpoint back on (the WAL stays bounded)."""
-    deferral = _deferred.get(id(conn))
-    if deferral is None:
-        return
-    if deferral.left > 0:
-        deferral.left -= 1
-        return
-    if deferral.busy():
-        return
-    del _deferred[id(conn)]
-    conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
-
-
-def finish_checkpoint(conn: sqlite3.Connection) -> None:
-    """Wait for a background checkpoint of conn and end its deferral (before closing it)."""
-    deferral = _deferred.pop(id(conn), None)
-    if deferral is None:
-        return
-    if deferral.worker is not None:
-        deferral.worker.join()
-    try:
-        conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
-    except sqlite3.Error:
-        pass
-
-
 def checkpoint(conn: sqlite3.Connection) -> bool:
     """Fold the WAL back into the main file (TRUNCATE) if no other process is busy with it.
 
     Waits at most CHECKPOINT_WAIT_MS: with other writers active the last one to close does it.
-    Returns True when the WAL was fully checkpointed. Ends any checkpoint deferral.
+    Returns True when the WAL was fully checkpointed. Stops the background checkpointer first.
     """
-    finish_checkpoint(conn)
+    checkpointer.stop(conn)
     try:
         conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
         busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
@@ -328,21 +244,27 @@ def with_retry(
 
     Bounded: after `timeout` seconds (default $MVCDB_BUSY_TIMEOUT) a BusyError says what to do.
     """
-    deadline = time.monotonic() + (busy_timeout_seconds() if timeout is None else timeout)
+    start = time.monotonic()
+    try:
+        return fn()  # the usual case: no contention (and no environment read)
+    except sqlite3.OperationalError as exc:
+        if not is_busy(exc):
+            raise
+    deadline = start + (busy_timeout_seconds() if timeout is None else timeout)
     delay = first_delay
     while True:
+        if time.monotonic() >= deadline:
+            raise BusyError(
+                "the database stayed locked by other writers past the busy timeout "
+                "(set MVCDB_BUSY_TIMEOUT to wait longer)"
+            ) from None
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, max_delay)
         try:
             return fn()
         except sqlite3.OperationalError as exc:
             if not is_busy(exc):
                 raise
-            if time.monotonic() >= deadline:
-                raise BusyError(
-                    "the database stayed locked by other writers past the busy timeout "
-                    "(set MVCDB_BUSY_TIMEOUT to wait longer)"
-                ) from None
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, max_delay)
 
 
 def _begin_polling(conn: sqlite3.Connection) -> None:
@@ -371,7 +293,6 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         yield conn
         return
     try:
-        _resume_checkpoint(conn)
         _begin_polling(conn)
     except sqlite3.OperationalError as exc:
         if is_readonly(exc):
@@ -380,6 +301,7 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
         with_retry(lambda: conn.execute("COMMIT"))
+        checkpointer.poke(conn)
     except sqlite3.OperationalError as exc:
         _rollback(conn)
         if is_readonly(exc):

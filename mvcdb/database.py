@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from . import inline, recording, schema
+from . import checkpointer, inline, recording, schema
 from .author import current_author
 from .blobstore import BlobStore
 from .connection import (
@@ -26,6 +26,7 @@ from .connection import (
     connect,
     connect_immutable,
     default_path,
+    journal_mode,
     sniff,
     tune,
     write_transaction,
@@ -132,6 +133,8 @@ class Database:
             raise MvcdbError("chunk_size must be between 4 KiB and 512 MiB")
         self.store = BlobStore(self.conn, self.chunk_size)
         self._closed = False
+        if not self.readonly and journal_mode() == "WAL":
+            checkpointer.start(self.conn, str(self.path.resolve()))
         if meta.get("lazy_remote"):  # a lazy clone: restore fetches parameter chunks on demand
             from .remote.transfer import attach_lazy_fetcher
 

@@ -33,6 +33,9 @@ def normalize_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, value in metrics.items():
         check_name(name, "metric name")
+        if type(value) is float:  # the common case, without the slower checks below
+            out[name] = value
+            continue
         if isinstance(value, np.ndarray) and value.ndim == 0:
             value = value.item()
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):

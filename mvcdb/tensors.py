@@ -8,6 +8,7 @@ original dtype (byte order included) is kept so restore returns exactly what was
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ from .errors import MvcdbError
 from .frameworks import framework_of
 
 NUMERIC_KINDS = frozenset("biufc")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 MAX_NAME_LENGTH = 1024
 
 
@@ -27,7 +29,7 @@ def check_name(name: object, what: str = "tensor name") -> str:
         raise MvcdbError(f"{what} must be a string, got {type(name).__name__}")
     if not name or len(name) > MAX_NAME_LENGTH:
         raise MvcdbError(f"{what} must be 1..{MAX_NAME_LENGTH} characters, got {len(name)}")
-    if any(ord(c) < 32 or c == "\x7f" for c in name):
+    if not name.isprintable() and _CONTROL.search(name):  # isprintable: the fast common case
         raise MvcdbError(f"{what} {name!r} contains control characters")
     return name
 
@@ -40,7 +42,7 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, 
         if isinstance(value, Mapping):
             yield from flatten(value, name)
         else:
-            yield check_name(name), value
+            yield (check_name(name) if prefix else name), value
 
 
 def shape_json(shape: tuple[int, ...]) -> str:

@@ -1,5 +1,5 @@
 """The fast storage paths: checked codecs (a seeded XXH3 check instead of re-hashing on restore),
-older unchecked chunks, piecewise blob reads, and the deferred WAL checkpoint of big writes."""
+older unchecked chunks and piecewise blob reads (the WAL checkpoint: test_checkpointer.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mvcdb
-from mvcdb import blobstore, connection
+from mvcdb import blobstore
 from mvcdb import chunkcodec as cc
 from mvcdb.errors import DecodeError, IntegrityError
 
@@ -203,39 +203,6 @@ def test_read_into_full_verify_rehashes_checked_chunks(tmp_path: Path) -> None:
         assert out.tobytes() == w.tobytes()
         with pytest.raises(ValueError):
             db.store.read_many([([cid], out)], verify="none")
-
-
-# -- big writes: page cache and deferred checkpoint -----------------------------------------------
-
-
-def test_big_record_defers_the_checkpoint_and_close_folds_the_wal(tmp_path: Path) -> None:
-    path = tmp_path / "m.db"
-    big = {"w": _weights(7, blobstore.BULK_BYTES // 4 + 1000)}
-    db = mvcdb.open(path)
-    cache_before = db.conn.execute("PRAGMA cache_size").fetchone()[0]
-    v = db.record("m", big)
-    assert db.conn.execute("PRAGMA cache_size").fetchone()[0] == cache_before
-    assert db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # deferred
-    with mvcdb.open(path, readonly=True) as other:  # atomic at return: another reader sees it
-        assert _same_bits(other.restore(v.id)["w"], big["w"])
-    deferral = connection._deferred[id(db.conn)]
-    assert deferral.worker is not None
-    deferral.worker.join(timeout=60)
-    db.tag(v, "a")  # the next write transaction turns the autocheckpoint back on
-    assert db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == connection.AUTOCHECKPOINT_PAGES
-    db.close()
-    wal = Path(str(path) + "-wal")
-    assert not wal.exists() or wal.stat().st_size == 0
-    with mvcdb.open(path) as db2:
-        assert _same_bits(db2.restore("m@latest")["w"], big["w"])
-        assert db2.verify().ok
-
-
-def test_small_records_leave_the_autocheckpoint_alone(tmp_path: Path) -> None:
-    with mvcdb.open(tmp_path / "m.db") as db:
-        db.record("m", {"w": _weights(0, 1000)})
-        assert db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == connection.AUTOCHECKPOINT_PAGES
-        assert id(db.conn) not in connection._deferred
 
 
 def test_without_check_gives_the_plain_codec_remotes_store() -> None:
