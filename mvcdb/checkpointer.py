@@ -13,9 +13,12 @@ copied, which a checkpoint running beside a busy writer never achieves. So once 
 FINISH_FRAMES, the thread copies it in back-to-back passes until little is left, then takes the
 write lock for the moment it takes to copy that (a few ms, every few hundred small versions):
 the next write starts the WAL over and it stays about FINISH_FRAMES long. (A file that is reused,
-not cut back and regrown, also costs no block allocation, which stalled writes here.)
-Durability is unchanged (WAL with synchronous=NORMAL): a commit is atomic at once
-and durable at the next checkpoint or close().
+not cut back and regrown, also costs no block allocation, which stalled writes here.) When the
+passes cannot catch up (a saturated disk), the WAL grows up to LIMIT_FRAMES before the finishing
+pass runs anyway.
+
+Durability is unchanged (WAL with synchronous=NORMAL): a commit is atomic at once and durable at
+the next checkpoint or close().
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from .errors import BusyError
 
 #: The shortest time between two background checkpoints. Commits in between only mark the WAL
 #: as having new pages: a burst of small versions is folded in a few checkpoints, not hundreds.
@@ -38,6 +43,9 @@ FINISH_FRAMES = 2048
 #: CATCH_UP_FRAMES new frames: what is copied with writers held back is ~1 ms of syncing per 64.
 CATCH_UP_FRAMES = 256
 CATCH_UP_PASSES = 8
+#: Past this, the WAL is finished even when the passes did not catch up (it holds the writer
+#: for as long as the rest takes to copy): the bound on the WAL (256 MiB).
+LIMIT_FRAMES = 16 * FINISH_FRAMES
 #: How long the thread waits for the write lock to finish a WAL (writers hold it for ms).
 LOCK_WAIT = 2.0
 #: The autocheckpoint (WAL pages) a connection goes back to when its checkpointer stops.
@@ -122,6 +130,9 @@ class Checkpointer:
             frames = _passive(conn)
             if frames - before <= CATCH_UP_FRAMES:
                 break
+        else:
+            if frames < LIMIT_FRAMES:  # not caught up (slow disk?): finishing would hold the
+                return  # writer for long; let the WAL grow and try again next time
         # Hold the write lock on a second connection (its snapshot is the latest, so it pins
         # nothing) while the last frames are copied: then the WAL is wholly copied.
         from .connection import with_retry  # (connection imports this module)
@@ -150,7 +161,7 @@ class Checkpointer:
                         conn = sqlite3.connect(self.path, isolation_level=None, timeout=0)
                     self._checkpoint(conn)
                     self.runs += 1
-                except sqlite3.Error:
+                except (sqlite3.Error, BusyError):
                     pass  # busy with another process's checkpoint, or closing: the next one does it
         finally:
             if conn is not None:
@@ -162,19 +173,13 @@ def _passive(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
 
 
-class Connection(sqlite3.Connection):
-    """mvcdb's connections: a sqlite3 connection that may carry its file's checkpointer."""
-
-    checkpointer: Checkpointer | None = None
-
-
 def start(conn: sqlite3.Connection, path: str) -> None:
     """Give a writable WAL connection a background checkpointer (autocheckpoint off)."""
-    if not isinstance(conn, Connection) or conn.checkpointer is not None:
-        return
+    if not hasattr(type(conn), "checkpointer") or conn.checkpointer is not None:  # type: ignore[attr-defined]
+        return  # not one of mvcdb's connections (connection.Connection), or started already
     conn.execute("PRAGMA wal_autocheckpoint = 0")
-    conn.checkpointer = Checkpointer(path)
-    weakref.finalize(conn, conn.checkpointer.stop, False)  # a Database dropped without close()
+    started = conn.checkpointer = Checkpointer(path)  # type: ignore[attr-defined]
+    weakref.finalize(conn, started.stop, False)  # a Database dropped without close()
 
 
 def poke(conn: sqlite3.Connection) -> None:

@@ -37,6 +37,19 @@ JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 T = TypeVar("T")
 
 
+class Connection(sqlite3.Connection):
+    """mvcdb's connections: a sqlite3 connection that remembers its busy timeout and may carry its
+    file's background checkpointer (see checkpointer.py)."""
+
+    checkpointer: checkpointer.Checkpointer | None = None
+    busy_timeout_ms: int | None = None  # what to restore after a moment at 0
+
+
+def _busy_timeout_ms(conn: sqlite3.Connection) -> int:
+    ms = getattr(conn, "busy_timeout_ms", None)
+    return int(busy_timeout_seconds() * 1000) if ms is None else int(ms)
+
+
 def busy_timeout_seconds() -> float:
     """How long a writer waits for the lock in total ($MVCDB_BUSY_TIMEOUT, default 60 s)."""
     try:
@@ -144,8 +157,9 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             isolation_level=None,
             check_same_thread=False,
             timeout=busy_timeout_seconds(),
-            factory=checkpointer.Connection,
+            factory=Connection,
         )
+        conn.busy_timeout_ms = int(busy_timeout_seconds() * 1000)
         if query_only:
             conn.execute("PRAGMA query_only = ON")
         with_retry(lambda: conn.execute("PRAGMA foreign_keys = ON"))
@@ -214,7 +228,7 @@ def checkpoint(conn: sqlite3.Connection) -> bool:
         return False
     finally:
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_seconds() * 1000)}")
+            conn.execute(f"PRAGMA busy_timeout = {_busy_timeout_ms(conn)}")
         except sqlite3.Error:
             pass
 
@@ -278,7 +292,7 @@ def _begin_polling(conn: sqlite3.Connection) -> None:
     try:
         with_retry(lambda: conn.execute("BEGIN IMMEDIATE"), first_delay=0.0005, max_delay=0.01)
     finally:
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_seconds() * 1000)}")
+        conn.execute(f"PRAGMA busy_timeout = {_busy_timeout_ms(conn)}")
 
 
 @contextmanager

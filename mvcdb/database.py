@@ -275,28 +275,25 @@ class Database:
         if parent is not None and parents is not None:
             raise MvcdbError("pass either parent= or parents=, not both")
         parent_refs = [parent] if parent is not None else list(parents or [])
-        found = [self._parent(p) for p in parent_refs]
-        parent_vids = [vid for vid, _ in found]
-        if len(set(parent_vids)) != len(parent_vids):
-            raise MvcdbError("the same parent is named twice")
-        parent_ids = [id_ for _, id_ in found]
-
-        base = parent_vids[0] if parent_vids else None
         logical = sum(a.nbytes for a in arrays.values())
         logical += sum(a.nbytes for a in (trajectory or {}).values())
-        small = logical <= SMALL_RECORD_BYTES
-        for attempt in range(1, RECORD_ATTEMPTS + 1):
-            try:
-                # A small version is written in one transaction (one commit instead of two); a
-                # large one stores its chunks in short transactions first so other writers are
-                # never held up long.
-                with write_transaction(self.conn) if small else nullcontext():
+        # A small version is written in one transaction (one commit instead of two; its parent
+        # lookups need no read transaction of their own); a large one stores its chunks in short
+        # transactions first so other writers are never held up long.
+        with write_transaction(self.conn) if logical <= SMALL_RECORD_BYTES else nullcontext():
+            found = [self._parent(p) for p in parent_refs]
+            parent_vids = [vid for vid, _ in found]
+            if len(set(parent_vids)) != len(parent_vids):
+                raise MvcdbError("the same parent is named twice")
+            parent_ids = [id_ for _, id_ in found]
+            for attempt in range(1, RECORD_ATTEMPTS + 1):
+                try:
                     return self._store_and_insert(
                         model,
                         arrays,
                         trajectory,
                         trajectory_steps,
-                        base=base,
+                        base=parent_vids[0] if parent_vids else None,
                         parent_vids=parent_vids,
                         parent_ids=parent_ids,
                         message=message,
@@ -304,12 +301,12 @@ class Database:
                         meta_text=meta_text,
                         tag_names=tag_names,
                     )
-            except _ChunksVanished:
-                if attempt == RECORD_ATTEMPTS:  # a gc keeps racing us: give up clearly
-                    raise MvcdbError(
-                        f"chunks vanished during the write {RECORD_ATTEMPTS} times (a concurrent"
-                        " gc?); record again"
-                    ) from None
+                except _ChunksVanished:
+                    if attempt == RECORD_ATTEMPTS:  # a gc keeps racing us: give up clearly
+                        raise MvcdbError(
+                            f"chunks vanished during the write {RECORD_ATTEMPTS} times (a concurrent"
+                            " gc?); record again"
+                        ) from None
         raise AssertionError("unreachable")
 
     def _parent(self, ref: ParentRef) -> tuple[int, str]:
