@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .blobstore import PutItem, StoredTensor, tensor_digest
+from .blobstore import StoredTensor, tensor_digest
 from .errors import IntegrityError
 
 #: Tensors of at most this many bytes are stored in their row (0-byte tensors need no bytes at all).
@@ -29,10 +29,11 @@ def fits(nbytes: int) -> bool:
     return 0 < nbytes <= INLINE_TENSOR_BYTES
 
 
-def store(item: PutItem) -> StoredTensor:
-    """The StoredTensor of a tiny tensor (item.arr in storage form): its bytes and their hash."""
-    raw = item.arr.tobytes()
-    return StoredTensor(item.dtype, tuple(item.arr.shape), len(raw), (hashlib.sha256(raw).digest(),), (), raw)
+def store(arr: np.ndarray, dtype: str) -> StoredTensor:
+    """The StoredTensor of a tiny tensor (arr in storage form, dtype its recorded name): its bytes
+    and their hash."""
+    raw = arr.tobytes()
+    return StoredTensor(dtype, tuple(arr.shape), len(raw), (hashlib.sha256(raw).digest(),), (), raw)
 
 
 def checked(what: str, dtype: str, shape: str, digest: str, data: bytes) -> bytes:

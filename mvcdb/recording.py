@@ -81,22 +81,27 @@ def store_tensors(
     """
     worth = base is not None and any(a.nbytes >= MIN_DELTA for a in arrays.values())
     parent = _parent_chunks(store.conn, kind, base) if base is not None and worth else {}
-    items: list[PutItem] = []
+    out: dict[tuple[str, str], StoredTensor | None] = {}
+    chunked: list[PutItem] = []
     for name, arr in arrays.items():
         data = to_storage(arr)
         dtype = name_of(arr.dtype)  # numpy dtype.str, or an extension name (bfloat16, float8...)
+        if inline.fits(data.nbytes):
+            out[(kind, name)] = inline.store(data, dtype)
+            continue
         shape = shape_json(arr.shape)
         found = parent.get(name)
         base_cids = found[2] if found is not None and found[0] == dtype and found[1] == shape else None
         rows = kind in ("traj", "traj_steps") and data.ndim >= 1 and len(data) > 1
         stride = data.nbytes // len(data) if rows else 0
-        items.append(PutItem(data, dtype, base_cids, stride))
-    chunked = [item for item in items if not inline.fits(item.arr.nbytes)]
-    stored = iter(store.put_many(chunked) if chunked else [])
-    return {
-        (kind, name): inline.store(item) if inline.fits(item.arr.nbytes) else next(stored)
-        for name, item in zip(arrays, items, strict=True)
-    }
+        chunked.append(PutItem(data, dtype, base_cids, stride))
+        out[(kind, name)] = None  # filled below, in this order
+    if chunked:
+        stored = iter(store.put_many(chunked))
+        for key, value in out.items():
+            if value is None:
+                out[key] = next(stored)
+    return out  # type: ignore[return-value]  # every None was filled
 
 
 def _parent_chunks(conn: sqlite3.Connection, kind: str, vid: int) -> dict[str, tuple[str, str, list[int]]]:
