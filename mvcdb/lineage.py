@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .errors import MvcdbError
 from .models import Version, VersionList, load_versions, vids_from_text
 
@@ -129,6 +131,10 @@ def _collapse(columns: list[str]) -> list[str]:
 
 # -- walking ------------------------------------------------------------------------------------
 
+#: An upward walk longer than this follows first-parent pointers read in one scan of the lineage
+#: table (_chase_first_parents) instead of an index seek per ancestor (~2 us each here): all
+#: 99,999 ancestors of a 100,000-long chain in ~0.08 s instead of ~0.19 s.
+LONG_WALK = 4096
 _UP = ("child", "parent", "ORDER BY l.child, l.position")
 _DOWN = ("parent", "child", "ORDER BY l.parent, l.child")
 
@@ -231,10 +237,17 @@ def _walk_columns(
     if limit is None:
         bounded = depth is not None
         cap = _row_cap(conn)
-        params = (start, cap) if direction is _UP and not bounded else (start, depth or 2**62, cap)
+        long_ok = direction is _UP and not bounded and cap > LONG_WALK + 2  # (see LONG_WALK)
+        walk_cap = LONG_WALK + 1 if long_ok else cap
+        params = (start, walk_cap) if direction is _UP and not bounded else (start, depth or 2**62, cap)
         vids_text, distances_text, widest, rows = conn.execute(
             _first_parent_sql(direction, aggregate=True, bounded=bounded), params
         ).fetchone()
+        if long_ok and rows >= walk_cap and not widest:
+            chased = _chase_first_parents(conn, start)
+            if chased is not None:
+                return chased, list(range(1, len(chased) + 1))
+            return _unzip(_walk_general(conn, start, direction, depth=depth))
         if widest or rows >= cap - 1:  # a merge in reach (or a damaged file's cycle)
             return _unzip(_walk_general(conn, start, direction, depth=depth))
         vids = vids_from_text(vids_text)
@@ -258,6 +271,39 @@ def _walk_columns(
         cursor.close()
     found.sort(key=lambda item: (item[1], item[0]))
     return _unzip(found[:limit])
+
+
+def _chase_first_parents(conn: sqlite3.Connection, start: int) -> list[int] | None:
+    """start's ancestors, nearest first, by following first-parent pointers read in one scan of
+    the lineage table; None when a merge is in reach (or a damaged file has a cycle): the caller
+    then takes the general walk."""
+    firsts, parents, merged = conn.execute(
+        "SELECT group_concat(CASE WHEN position = 0 THEN child END),"
+        " group_concat(CASE WHEN position = 0 THEN parent END),"
+        " group_concat(CASE WHEN position > 0 THEN child END) FROM lineage"
+    ).fetchone()
+    child = np.fromstring(firsts or "", dtype=np.int64, sep=",")
+    parent = np.fromstring(parents or "", dtype=np.int64, sep=",")
+    if len(child) != len(parent) or (len(child) and min(int(child.min()), int(parent.min())) < 1):
+        return None  # not what mvcdb writes: let the general walk cope
+    top = max(int(child.max()) if len(child) else 0, int(parent.max()) if len(parent) else 0, start)
+    table = np.zeros(top + 1, dtype=np.int64)
+    table[child] = parent
+    first_parent: list[int] = table.tolist()  # 0: no parent (vids are positive)
+    path: list[int] = []
+    step = path.append
+    vid = start
+    for _ in range(len(child) + 1):  # an honest walk takes at most one step per lineage row
+        vid = first_parent[vid]
+        if not vid:
+            break
+        step(vid)
+    else:
+        return None  # a cycle
+    merges = set(vids_from_text(merged))
+    if merges and (start in merges or not merges.isdisjoint(path)):
+        return None
+    return path
 
 
 def _row_cap(conn: sqlite3.Connection) -> int:

@@ -215,18 +215,28 @@ def _record_graph(
     return made, parents
 
 
+@pytest.mark.parametrize("long_walk", [lineage.LONG_WALK, 2])  # 2: long ancestries chase pointers
 @pytest.mark.parametrize("merges", [False, True])
 def test_walks_match_a_reference_bfs(
-    tmp_path: Path, lazy: None, monkeypatch: pytest.MonkeyPatch, merges: bool
+    tmp_path: Path, lazy: None, monkeypatch: pytest.MonkeyPatch, merges: bool, long_walk: int
 ) -> None:
     general: list[int] = []
+    chased: list[bool] = []
     real = lineage._walk_general
+    real_chase = lineage._chase_first_parents
 
     def spy(*args: Any, **kwargs: Any) -> list[tuple[int, int]]:
         general.append(1)
         return real(*args, **kwargs)
 
+    def chase_spy(conn: Any, start: int) -> list[int] | None:
+        got = real_chase(conn, start)
+        chased.append(got is not None)
+        return got
+
     monkeypatch.setattr(lineage, "_walk_general", spy)
+    monkeypatch.setattr(lineage, "_chase_first_parents", chase_spy)
+    monkeypatch.setattr(lineage, "LONG_WALK", long_walk)
     with mvcdb.open(tmp_path / "g.db") as db:
         made, parents = _record_graph(db, 60, merges, seed=3)
         children: dict[str, list[str]] = {m: [] for m in made}
@@ -247,6 +257,9 @@ def test_walks_match_a_reference_bfs(
             }
             assert set(tree.ids) == near
     assert bool(general) == merges  # trees and chains never need the general walk
+    assert any(chased) == (long_walk == 2)  # long ancestries followed first-parent pointers
+    if long_walk == 2:
+        assert all(chased) == (not merges)  # ... unless a merge was in reach
 
 
 def test_a_merge_as_the_starting_point_takes_the_general_walk(tmp_path: Path) -> None:
@@ -411,6 +424,9 @@ def test_a_damaged_file_with_a_lineage_cycle_still_ends(tmp_path: Path) -> None:
             "INSERT INTO lineage (child, position, parent) VALUES (?, 0, ?)", [(va, vb), (vb, vc), (vc, va)]
         )
         assert [v.id for v in db.ancestors(a)] == [b.id, c.id]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(lineage, "LONG_WALK", 1)  # the pointer chase meets the cycle too
+            assert [v.id for v in db.ancestors(a)] == [b.id, c.id]
         assert [v.id for v in db.ancestors(a, limit=1)] == [b.id]
         assert [v.id for v in db.descendants(a)] == [c.id, b.id]
         assert [v.id for v in db.descendants(a, limit=5)] == [c.id, b.id]
