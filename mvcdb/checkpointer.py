@@ -23,6 +23,7 @@ the next checkpoint or close().
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -65,6 +66,16 @@ class Checkpointer:
         self._stopping = False
         self._last = 0.0  # time.monotonic() when the last checkpoint started
         self._thread: threading.Thread | None = None
+        _alive.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh lock (the parent's thread may have held this one), and no
+        checkpoints at all -- SQLite connections must not cross a fork, and its lock state for
+        this file came along; a child that writes through the parent's Database anyway gets its
+        WAL folded in by close()."""
+        self._cond = threading.Condition()
+        self._thread = None
+        self._stopping = True
 
     def poke(self) -> None:
         """A commit added pages to the WAL: checkpoint them soon (never waits)."""
@@ -171,6 +182,18 @@ class Checkpointer:
 def _passive(conn: sqlite3.Connection) -> int:
     """Run a PASSIVE checkpoint (it never waits for readers or writers); the WAL's frames."""
     return int(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+
+#: Every live checkpointer, to reset in a forked child.
+_alive: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for checkpointer in list(_alive):
+        checkpointer._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def start(conn: sqlite3.Connection, path: str) -> None:

@@ -4,6 +4,8 @@ held back during big writes, stopped (and the WAL folded) on close."""
 from __future__ import annotations
 
 import gc
+import os
+import signal
 import sqlite3
 import time
 from collections.abc import Callable
@@ -159,3 +161,24 @@ def test_a_long_run_of_commits_keeps_the_wal_bounded(tmp_path: Path, monkeypatch
         assert db.verify().ok
     with mvcdb.open(path, readonly=True) as again:
         assert len(again.versions()) == 600
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_neither_hangs_nor_checkpoints(tmp_path: Path) -> None:
+    with mvcdb.open(tmp_path / "m.db") as db:
+        _small(db, 0)
+        cp = _checkpointer_of(db)
+        with cp._cond:  # the parent holds the lock at the moment of the fork
+            pid = os.fork()
+            if pid == 0:  # the child
+                code = 1
+                try:
+                    signal.alarm(10)  # a poke waiting on the parent's lock would hang: die instead
+                    cp.poke()
+                    code = 0 if cp._thread is None else 3  # no thread: SQLite must not cross a fork
+                finally:
+                    os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        _small(db, 1)  # the parent goes on as before
+        assert _wait_for(lambda: cp.runs >= 1)
