@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -68,6 +69,7 @@ _PLANE_ZSTD = 1
 _PLANE_HEADER = struct.Struct("<BI")  # (how the plane is stored, its stored length)
 _UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _INT = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
+_LE_UINT = {k: np.dtype(v).newbyteorder("<") for k, v in _UINT.items()}
 
 _local = threading.local()
 
@@ -108,9 +110,12 @@ READ_PIECE = 1024 * 1024
 
 
 class Source(Protocol):
-    """A payload read front to back: bytes in memory (BufferSource) or an open SQLite blob."""
+    """A payload read front to back (with seeks): bytes in memory (BufferSource) or an open
+    SQLite blob."""
 
     def read(self, length: int = -1, /) -> bytes | memoryview: ...
+
+    def seek(self, offset: int, origin: int = 0, /) -> None: ...
 
     def __len__(self) -> int: ...
 
@@ -128,19 +133,29 @@ class BufferSource:
         self._pos = end
         return piece
 
+    def seek(self, offset: int, origin: int = 0, /) -> None:
+        """Move to offset (from the start: origin is always 0 here)."""
+        if origin != 0 or not 0 <= offset <= len(self._view):
+            raise ValueError("offset out of range")
+        self._pos = offset
+
     def __len__(self) -> int:
         return len(self._view)
 
 
 class _After:
-    """The rest of a Source after its first `skip` bytes were read."""
+    """The rest of a Source after its first `skip` bytes were read (offsets count from there)."""
 
     def __init__(self, src: Source, skip: int) -> None:
         self._src = src
+        self._skip = skip
         self._len = max(0, len(src) - skip)
 
     def read(self, length: int = -1, /) -> bytes | memoryview:
         return self._src.read(length)
+
+    def seek(self, offset: int, origin: int = 0, /) -> None:
+        self._src.seek(self._skip + offset, origin)
 
     def __len__(self) -> int:
         return self._len
@@ -163,10 +178,14 @@ def checksum(raw: bytes | memoryview | np.ndarray, key: bytes) -> int:
     chunk's SHA-256 (key, folded to 64 bits): a payload under the wrong hash, or a damaged hash,
     fails it as surely as damaged bytes do."""
     data = raw.data if isinstance(raw, np.ndarray) else raw
+    return int(xxhash.xxh3_64_intdigest(data, seed=_seed(key)))
+
+
+def _seed(key: bytes) -> int:
     seed = 0
     for i in range(0, len(key), 8):
         seed ^= int.from_bytes(key[i : i + 8], "little")
-    return int(xxhash.xxh3_64_intdigest(data, seed=seed))
+    return seed
 
 
 class Encoded(NamedTuple):
@@ -200,7 +219,6 @@ def _pack_planes(raw: memoryview | np.ndarray, itemsize: int, check: int | None)
     payload starts with it (a checked codec)."""
     buf = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw.view(np.uint8)
     n = len(buf) // itemsize
-    cols = buf[: n * itemsize].reshape(n, itemsize)
     pre = CHECK_BYTES if check is not None else 0
     head = pre + _PLANE_HEADER.size * itemsize
     payload = np.empty(head + len(buf), dtype=np.uint8)
@@ -210,7 +228,7 @@ def _pack_planes(raw: memoryview | np.ndarray, itemsize: int, check: int | None)
     pos = head
     for k in range(itemsize):
         plane = payload[pos : pos + n]
-        plane[:] = cols[:, k]  # strided column copies run ~3x faster than a transpose here
+        _split_plane(buf, itemsize, k, n, plane)
         kind, length = _PLANE_RAW, n
         probe = plane[:PROBE_BYTES].data
         by_level, by_literal = len(comp.compress(probe)), len(literal.compress(probe))
@@ -226,33 +244,83 @@ def _pack_planes(raw: memoryview | np.ndarray, itemsize: int, check: int | None)
     return memoryview(payload[: pos + tail].data)
 
 
-def _unpack_planes(src: Source, itemsize: int, size: int, out: np.ndarray) -> None:
+def _split_plane(buf: np.ndarray, itemsize: int, k: int, n: int, plane: np.ndarray) -> None:
+    """plane[i] = buf[i * itemsize + k] for i < n (buf contiguous uint8).
+
+    Byte k of element i is the low byte of the little-endian word that starts there (unaligned),
+    so one contiguous narrowing cast extracts the whole plane: ~2x faster than a strided byte
+    copy. The last element's word would run past the end for k > 0: its byte is copied alone."""
+    count = n if k == 0 else max(0, n - 1)
+    if count:
+        words = np.frombuffer(buf, dtype=_LE_UINT[itemsize], count=count, offset=k)
+        np.copyto(plane[:count], words, casting="unsafe")
+    if count < n:
+        plane[count:n] = buf[count * itemsize + k :: itemsize][: n - count]
+
+
+#: Elements per block when the planes are put back together: one block of out (512 KiB of
+#: float32) and the plane pieces that fill it stay in cache while every plane lands in it, deltas
+#: are undone and the check reads it. Whole-plane passes moved ~4x more memory, which two threads
+#: then share: 4 MiB chunks decoded ~30 % faster on two threads, ~5-10 % on one (measured).
+PLANE_BLOCK = 1 << 17
+
+#: Called on every decoded block of out, in order, with its byte range (lo, hi).
+Finish = Callable[[int, int], None]
+
+
+def _unpack_planes(
+    src: Source, itemsize: int, size: int, out: np.ndarray, finish: Finish | None = None
+) -> None:
     """Decode a planes payload into out (uint8, size bytes), checking every length first.
 
-    Raw planes are read in READ_PIECE pieces and copied straight into their byte column of out."""
+    Works in blocks of PLANE_BLOCK elements (at most READ_PIECE): each raw plane's piece is read
+    from the source and copied straight into its byte column of the block; zstd planes are
+    decompressed whole first. finish(lo, hi) is called on each block once it is complete."""
     if itemsize not in _UINT:
         raise DecodeError(f"bad itemsize {itemsize} in chunk")
     n = size // itemsize
     tail = size - n * itemsize
-    head = src.read(_PLANE_HEADER.size * itemsize)
-    if len(head) != _PLANE_HEADER.size * itemsize:
+    head_size = _PLANE_HEADER.size * itemsize
+    head = src.read(head_size)
+    if len(head) != head_size:
         raise DecodeError("chunk payload is shorter than its plane headers")
     planes = [_PLANE_HEADER.unpack_from(head, k * _PLANE_HEADER.size) for k in range(itemsize)]
-    if len(head) + sum(length for _, length in planes) + tail != len(src):
+    if head_size + sum(length for _, length in planes) + tail != len(src):
         raise DecodeError("chunk payload length does not match its plane headers")
-    cols = out[: n * itemsize].reshape(n, itemsize)
-    for k, (kind, length) in enumerate(planes):
-        if kind == _PLANE_RAW:
-            if length != n:
-                raise DecodeError(f"raw plane holds {length} bytes, expected {n}")
-            for start in range(0, n, READ_PIECE):
-                piece = _read_exact(src, min(READ_PIECE, n - start))
-                cols[start : start + len(piece), k] = np.frombuffer(piece, dtype=np.uint8)
-        elif kind == _PLANE_ZSTD:
-            cols[:, k] = np.frombuffer(_zstd_decompress(_read_exact(src, length), n), dtype=np.uint8)
-        else:
+    starts: list[int] = []
+    pos = head_size
+    for kind, length in planes:
+        if kind == _PLANE_RAW and length != n:
+            raise DecodeError(f"raw plane holds {length} bytes, expected {n}")
+        if kind not in (_PLANE_RAW, _PLANE_ZSTD):
             raise DecodeError(f"unknown plane kind {kind}")
-    out[n * itemsize :] = np.frombuffer(_read_exact(src, tail), dtype=np.uint8)
+        starts.append(pos)
+        pos += length
+    unpacked: dict[int, np.ndarray] = {}
+    for k, (kind, length) in enumerate(planes):
+        if kind == _PLANE_ZSTD:
+            src.seek(starts[k])
+            unpacked[k] = np.frombuffer(_zstd_decompress(_read_exact(src, length), n), dtype=np.uint8)
+    cols = out[: n * itemsize].reshape(n, itemsize)
+    block = max(1, min(PLANE_BLOCK, READ_PIECE))
+    at = -1  # where the source stands (a seek only when a read would not follow on)
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        for k, (kind, _) in enumerate(planes):
+            if kind == _PLANE_RAW:
+                if at != starts[k] + lo:
+                    src.seek(starts[k] + lo)
+                cols[lo:hi, k] = np.frombuffer(_read_exact(src, hi - lo), dtype=np.uint8)
+                at = starts[k] + hi
+            else:
+                cols[lo:hi, k] = unpacked[k][lo:hi]
+        if finish is not None:
+            finish(lo * itemsize, hi * itemsize)
+    if tail:
+        src.seek(pos)
+        out[n * itemsize :] = np.frombuffer(_read_exact(src, tail), dtype=np.uint8)
+        if finish is not None:
+            finish(n * itemsize, size)
 
 
 def _read_exact(src: Source, length: int) -> bytes | memoryview:
@@ -431,10 +499,12 @@ def decode_from(
     if base_codec(codec) != codec:
         expected = int.from_bytes(_read_exact(src, CHECK_BYTES), "little")
         src, codec = _After(src, CHECK_BYTES), codec - CHECKED
-    _decode_plain(codec, itemsize, src, size, out, base=base, stride=stride)
+    hasher = xxhash.xxh3_64(seed=_seed(key)) if expected is not None and key is not None else None
+    fed = _decode_plain(codec, itemsize, src, size, out, base=base, stride=stride, hasher=hasher)
     if expected is None or key is None:
         return False
-    if checksum(out, key) != expected:
+    got = hasher.intdigest() if hasher is not None and fed else checksum(out, key)
+    if got != expected:
         raise DecodeError("decoded bytes do not match the check of its hash (the file was damaged)")
     return True
 
@@ -448,18 +518,33 @@ def _decode_plain(
     *,
     base: np.ndarray | None,
     stride: int,
-) -> None:
+    hasher: xxhash.xxh3_64 | None = None,
+) -> bool:
+    """Decode one unchecked payload into out. Returns True when every byte of out was fed to
+    hasher in order, block by block while still in cache (PLANES, DELTA)."""
+
+    def feed(lo: int, hi: int) -> None:
+        if hasher is not None:
+            hasher.update(out[lo:hi].data)
+
     if codec == RAW:
         _read_into(src, out)
     elif codec == ZSTD:
         out[:] = np.frombuffer(_zstd_decompress(src.read(), size), dtype=np.uint8)
     elif codec == PLANES:
-        _unpack_planes(src, itemsize, size, out)
+        _unpack_planes(src, itemsize, size, out, feed)
+        return True
     elif codec == DELTA:
         if base is None or len(base) != size or not _delta_ok(size, itemsize):
             raise DecodeError("delta chunk without a base of the same size")
-        _unpack_planes(src, itemsize, size, out)
-        _unzigzag(_lanes(out, itemsize), _lanes(base, itemsize))
+        lanes, base_lanes = _lanes(out, itemsize), _lanes(base, itemsize)
+
+        def undo(lo: int, hi: int) -> None:
+            _unzigzag(lanes[lo // itemsize : hi // itemsize], base_lanes[lo // itemsize : hi // itemsize])
+            feed(lo, hi)
+
+        _unpack_planes(src, itemsize, size, out, undo)
+        return True
     elif codec == ROWDELTA:
         if not _delta_ok(size, itemsize) or stride <= 0 or stride % itemsize or size % stride:
             raise DecodeError(f"row-delta chunk with a bad row size {stride}")
@@ -470,3 +555,4 @@ def _decode_plain(
         raise DecodeError("chunk is a stub whose bytes were not fetched yet")
     else:
         raise DecodeError(f"unknown chunk codec {codec}")
+    return False
