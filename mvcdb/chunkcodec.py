@@ -173,6 +173,14 @@ def without_check(codec: int, payload: bytes) -> tuple[int, bytes]:
     return base_codec(codec), payload[CHECK_BYTES:]
 
 
+def with_check(codec: int, payload: bytes, check: int) -> tuple[int, bytes]:
+    """The same chunk in its checked codec (5-9), given checksum() of its raw bytes: for chunks
+    that arrive without one (pulled from a remote), so that restoring them needs no SHA-256. Any
+    check that came along is replaced (it was not ours to trust)."""
+    codec, payload = without_check(codec, payload)
+    return codec + CHECKED, bytes(_prefixed(check, payload))
+
+
 def checksum(raw: bytes | memoryview | np.ndarray, key: bytes) -> int:
     """The check stored in front of a checked payload: XXH3-64 of the raw bytes, seeded with the
     chunk's SHA-256 (key, folded to 64 bits): a payload under the wrong hash, or a damaged hash,

@@ -87,6 +87,20 @@ def test_push_pull_round_trip_is_bit_identical_and_idempotent(tmp_path: Path, pg
         _assert_same(a, b, [v.id for v in vs])
         again = b.pull(pg_url)
         assert (again.versions, again.chunks, again.tags_moved) == (0, 0, [])
+        # pulled chunks carry the seeded XXH3 check again (the remote keeps codecs 0-2): restores
+        # check it instead of re-hashing, and it catches damage
+        codecs = {c for (c,) in b.conn.execute("SELECT DISTINCT codec FROM chunks")}
+        assert codecs and codecs <= {5, 6, 7}
+        biggest = "SELECT cid, length(data) FROM chunks ORDER BY length(data) DESC"
+        cid, size = b.conn.execute(biggest).fetchone()
+        with b.conn.blobopen("chunks", "data", cid) as blob:
+            blob.seek(size - 1)
+            last = blob.read(1)
+            blob.seek(size - 1)
+            blob.write(bytes([last[0] ^ 0xFF]))
+        with pytest.raises(mvcdb.IntegrityError):
+            for v in vs:
+                b.restore(v.id)
         # the remote's rows describe the same versions
         import psycopg
 

@@ -20,8 +20,8 @@ def insert_stubs(conn: sqlite3.Connection, sizes: Mapping[bytes, int]) -> None:
 
 
 def insert_encoded(conn: sqlite3.Connection, rows: Sequence[tuple[bytes, int, int, int, bytes]]) -> None:
-    """Store verified chunks as they arrived: (hash, size, codec, itemsize, payload) rows in a
-    self-contained encoding (codec 0-2), filling stub rows in place (keeping their cids)."""
+    """Store verified chunks: (hash, size, codec, itemsize, payload) rows in a self-contained
+    encoding (codecs 0-2, or 5-7 with their check), filling stub rows in place (keeping their cids)."""
     with write_transaction(conn):
         conn.executemany(
             f"UPDATE chunks SET codec = ?3, itemsize = ?4, data = ?5 WHERE hash = ?1 AND codec = {STUB}", rows

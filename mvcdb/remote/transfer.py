@@ -619,20 +619,24 @@ def fetch_chunks(
 
     A pipeline: batch k+1 is fetched (on a thread of its own) while batch k is verified on the
     pool and batch k-1 is written. Chunks are stored in the encoding they arrived in
-    (self-contained codecs 0-2, verified here); a chunk stored as a stub (not fetched yet) gets
-    its bytes filled in place, keeping its cid.
+    (self-contained codecs 0-2, verified here against their SHA-256) with the seeded XXH3 check
+    put in front (codecs 5-7, what record writes); a chunk stored as a stub (not fetched yet)
+    gets its bytes filled in place, keeping its cid.
     """
     plan = list(_chunk_batches(hashes, sizes.__getitem__))
     if not plan:
         return
     target = writer or db.conn
-    verified: tuple[list[bytes], dict[bytes, Any], list[Future[None]]] | None = None
+    verified: tuple[list[bytes], dict[bytes, Any], list[Future[tuple[int, bytes]]]] | None = None
 
-    def store(batch: list[bytes], got: dict[bytes, Any], checks: list[Future[None]]) -> None:
-        for check in checks:
-            check.result()
+    def store(batch: list[bytes], got: dict[bytes, Any], checks: list[Future[tuple[int, bytes]]]) -> None:
+        checked = [check.result() for check in checks]
         insert_encoded(
-            target, [(h, int(got[h][1]), int(got[h][2]), int(got[h][3]), got[h][4]) for h in batch]
+            target,
+            [
+                (h, int(got[h][1]), codec, int(got[h][3]), data)
+                for h, (codec, data) in zip(batch, checked, strict=True)
+            ],
         )
         report.chunks += len(batch)
         report.bytes += sum(len(got[h][4]) for h in batch)
@@ -673,8 +677,11 @@ def _fetch_batch(conn: psycopg.Connection[Any], batch: list[bytes]) -> dict[byte
     return got
 
 
-def _verify(digest: bytes, size: int, codec: int, itemsize: int, payload: bytes) -> None:
-    _decode_verified(digest, size, codec, itemsize, payload)
+def _verify(digest: bytes, size: int, codec: int, itemsize: int, payload: bytes) -> tuple[int, bytes]:
+    """Check a fetched chunk against its hash; return it as stored here: with the seeded XXH3
+    check in front (a checked codec), so restores check it without re-hashing SHA-256."""
+    raw = _decode_verified(digest, size, codec, itemsize, payload)
+    return chunkcodec.with_check(codec, payload, chunkcodec.checksum(raw, digest))
 
 
 def _local_descends(db: Database, child: str, ancestor: str) -> bool:
