@@ -64,7 +64,9 @@ class Checkpointer:
         self._pending = False  # commits since the last checkpoint started
         self._held = 0  # big writes in progress: checkpoint after them, not during
         self._stopping = False
-        self._last = 0.0  # time.monotonic() when the last checkpoint started
+        # when the last checkpoint started: "now" at first, so a short-lived process (a CLI
+        # command) leaves its few pages to close() instead of syncing them twice
+        self._last = time.monotonic()
         self._thread: threading.Thread | None = None
         _alive.add(self)
 
