@@ -225,6 +225,18 @@ def held(conn: sqlite3.Connection) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def paused(conn: sqlite3.Connection) -> Iterator[None]:
+    """Stop conn's checkpointer for the block (which checkpoints by itself), then start a new one."""
+    running = getattr(conn, "checkpointer", None)
+    stop(conn)
+    try:
+        yield
+    finally:
+        if running is not None:
+            start(conn, running.path)
+
+
 def stop(conn: sqlite3.Connection) -> None:
     """Stop conn's checkpointer (waiting for a running checkpoint) and restore the autocheckpoint."""
     checkpointer = getattr(conn, "checkpointer", None)

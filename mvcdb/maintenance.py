@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import checkpointer
 from .author import current_author
 from .blobstore import tensor_digest
 from .chunkcodec import STUB
@@ -570,7 +571,8 @@ def gc(db: Database, progress: Progress | None = None) -> GcReport:
         with_retry(lambda: db.conn.execute("VACUUM"))
     tick(2, "checkpointing")
     if db.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
-        checkpoint(db.conn)
+        with checkpointer.paused(db.conn):  # the file stays open for writing: keep one running
+            checkpoint(db.conn)
     tick(3, "done")
     return GcReport(str(db.path), int(count), int(stored), before, file_bytes(db.path))
 

@@ -188,3 +188,13 @@ def test_a_forked_child_neither_hangs_nor_checkpoints(tmp_path: Path) -> None:
         assert os.waitstatus_to_exitcode(status) == 0
         _small(db, 1)  # the parent goes on as before
         assert _wait_for(lambda: cp.runs >= 1)
+
+
+def test_gc_keeps_a_checkpointer_running(tmp_path: Path) -> None:
+    with mvcdb.open(tmp_path / "m.db") as db:
+        _small(db, 0)
+        db.gc()
+        assert isinstance(db.conn.checkpointer, checkpointer.Checkpointer)  # type: ignore[attr-defined]
+        assert db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        _small(db, 1)
+        assert len(db.versions()) == 2
