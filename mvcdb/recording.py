@@ -81,8 +81,9 @@ def store_tensors(
     """
     worth = base is not None and any(a.nbytes >= MIN_DELTA for a in arrays.values())
     parent = _parent_chunks(store.conn, kind, base) if base is not None and worth else {}
-    out: dict[tuple[str, str], StoredTensor | None] = {}
+    out: dict[tuple[str, str], StoredTensor] = {}
     chunked: list[PutItem] = []
+    chunked_keys: list[tuple[str, str]] = []
     for name, arr in arrays.items():
         data = to_storage(arr)
         dtype = name_of(arr.dtype)  # numpy dtype.str, or an extension name (bfloat16, float8...)
@@ -95,13 +96,11 @@ def store_tensors(
         rows = kind in ("traj", "traj_steps") and data.ndim >= 1 and len(data) > 1
         stride = data.nbytes // len(data) if rows else 0
         chunked.append(PutItem(data, dtype, base_cids, stride))
-        out[(kind, name)] = None  # filled below, in this order
-    if chunked:
-        stored = iter(store.put_many(chunked))
-        for key, value in out.items():
-            if value is None:
-                out[key] = next(stored)
-    return out  # type: ignore[return-value]  # every None was filled
+        chunked_keys.append((kind, name))
+    if not chunked:
+        return out
+    out.update(zip(chunked_keys, store.put_many(chunked), strict=True))
+    return {(kind, name): out[(kind, name)] for name in arrays}  # in the caller's order
 
 
 def _parent_chunks(conn: sqlite3.Connection, kind: str, vid: int) -> dict[str, tuple[str, str, list[int]]]:
