@@ -150,16 +150,12 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     query_only = readonly and _ours_and_writable(path)
     mode = "?mode=rw" if query_only else "?mode=ro" if readonly else ""
     uri = path.resolve().as_uri() + mode
+    timeout = busy_timeout_seconds()
     try:
         conn = sqlite3.connect(
-            uri,
-            uri=True,
-            isolation_level=None,
-            check_same_thread=False,
-            timeout=busy_timeout_seconds(),
-            factory=Connection,
+            uri, uri=True, isolation_level=None, check_same_thread=False, timeout=timeout, factory=Connection
         )
-        conn.busy_timeout_ms = int(busy_timeout_seconds() * 1000)
+        conn.busy_timeout_ms = int(timeout * 1000)
         if query_only:
             conn.execute("PRAGMA query_only = ON")
         with_retry(lambda: conn.execute("PRAGMA foreign_keys = ON"))
@@ -259,14 +255,16 @@ def with_retry(
     Bounded: after `timeout` seconds (default $MVCDB_BUSY_TIMEOUT) a BusyError says what to do.
     """
     start = time.monotonic()
-    try:
-        return fn()  # the usual case: no contention (and no environment read)
-    except sqlite3.OperationalError as exc:
-        if not is_busy(exc):
-            raise
-    deadline = start + (busy_timeout_seconds() if timeout is None else timeout)
+    deadline: float | None = None  # read from the environment only once there is contention
     delay = first_delay
     while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+        if deadline is None:
+            deadline = start + (busy_timeout_seconds() if timeout is None else timeout)
         if time.monotonic() >= deadline:
             raise BusyError(
                 "the database stayed locked by other writers past the busy timeout "
@@ -274,11 +272,6 @@ def with_retry(
             ) from None
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, max_delay)
-        try:
-            return fn()
-        except sqlite3.OperationalError as exc:
-            if not is_busy(exc):
-                raise
 
 
 def _begin_polling(conn: sqlite3.Connection) -> None:

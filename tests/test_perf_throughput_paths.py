@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from storage_helpers import finetune, weights
 
 import mvcdb
 from mvcdb import blobstore
@@ -20,15 +21,6 @@ from mvcdb import chunkcodec as cc
 from mvcdb.errors import DecodeError, IntegrityError
 
 CHUNK = 64 * 1024
-
-
-def _weights(seed: int, n: int) -> np.ndarray:
-    return (np.random.default_rng(seed).standard_normal(n) * 0.02).astype("<f4")
-
-
-def _finetune(w: np.ndarray, seed: int) -> np.ndarray:
-    noise = np.random.default_rng(seed).standard_normal(w.shape).astype(w.dtype)
-    return (w * (1 + noise * np.float32(1e-3))).astype(w.dtype)
 
 
 def _reference_planes(raw: bytes, itemsize: int, payload: bytes) -> bytes:
@@ -70,7 +62,7 @@ def test_split_plane_is_the_strided_byte_column(itemsize: int, n: int) -> None:
 @pytest.mark.parametrize("itemsize", [2, 4, 8])
 @pytest.mark.parametrize("size", [64, 67, 4099, 70_001])
 def test_planes_payload_keeps_the_format(itemsize: int, size: int) -> None:
-    raw = _weights(size, size // 4 + 1).view(np.uint8)[:size].tobytes()
+    raw = weights(size, size // 4 + 1).view(np.uint8)[:size].tobytes()
     enc = cc.encode(memoryview(raw), itemsize)
     if enc.codec == cc.PLANES:
         assert bytes(enc.payload) == _reference_planes(raw, itemsize, bytes(enc.payload))
@@ -80,7 +72,7 @@ def test_planes_payload_keeps_the_format(itemsize: int, size: int) -> None:
 
 
 def test_float32_weights_still_take_planes_with_raw_and_zstd_planes() -> None:
-    raw = _weights(7, 16_384).view(np.uint8).tobytes()
+    raw = weights(7, 16_384).view(np.uint8).tobytes()
     enc = cc.encode(memoryview(raw), 4)
     assert enc.codec == cc.PLANES
     kinds = [struct.unpack_from("<BI", bytes(enc.payload), 5 * k)[0] for k in range(4)]
@@ -97,7 +89,7 @@ def test_blocked_decode_is_bit_identical_and_checked(
     kind: str, block: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cc, "PLANE_BLOCK", block)
-    w = _weights(1, 5000)
+    w = weights(1, 5000)
     base = None
     if kind == "f64":
         raw = np.random.default_rng(2).standard_normal(3000).view(np.uint8)
@@ -108,7 +100,7 @@ def test_blocked_decode_is_bit_identical_and_checked(
     elif kind == "rows":
         raw = np.repeat(w[None, :50], 100, axis=0).reshape(-1).view(np.uint8)
     else:
-        raw = _finetune(w, 3).view(np.uint8) if kind == "delta" else w.view(np.uint8)
+        raw = finetune(w, 3).view(np.uint8) if kind == "delta" else w.view(np.uint8)
         base = w.view(np.uint8) if kind == "delta" else None
     view = memoryview(np.ascontiguousarray(raw).data)
     key = hashlib.sha256(view).digest()
@@ -151,10 +143,10 @@ def test_buffer_source_seeks_only_inside_the_payload() -> None:
 def _model() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(5)
     return {
-        "w": _weights(0, 70_000),  # several chunks of planes
+        "w": weights(0, 70_000),  # several chunks of planes
         "f64": rng.standard_normal(20_000),
         "noise": rng.integers(0, 256, 90_000, dtype=np.uint8),  # raw chunks, through the blob handle
-        "bias": _weights(9, 100),  # small: bound in the INSERT
+        "bias": weights(9, 100),  # small: bound in the INSERT
         "zeros": np.zeros(5 * CHUNK // 4, dtype="<f4"),  # the same chunk 5 times, across windows
     }
 
@@ -171,7 +163,7 @@ def test_record_and_restore_roundtrip_through_both_insert_paths(
     params = _model()
     with mvcdb.open(tmp_path / "m.db", chunk_size=CHUNK) as db:
         v1 = db.record("m", params)
-        child = {**params, "w": _finetune(params["w"], 4)}
+        child = {**params, "w": finetune(params["w"], 4)}
         v2 = db.record("m", child, parent=v1)
         sizes = [int(r[0]) for r in db.conn.execute("SELECT length(data) FROM chunks")]
         assert any(s >= 16 * 1024 for s in sizes) and any(s < 16 * 1024 for s in sizes)
@@ -202,22 +194,22 @@ def test_a_failed_blob_write_leaves_no_chunk_behind(tmp_path: Path, monkeypatch:
         db.store.conn = Failing()  # type: ignore[assignment]
         try:
             with pytest.raises(sqlite3.OperationalError):
-                db.store.put(_weights(0, 70_000), "<f4")
+                db.store.put(weights(0, 70_000), "<f4")
         finally:
             db.store.conn = real
         assert real.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
-        stored = db.store.put(_weights(0, 70_000), "<f4")  # and the same write then succeeds
+        stored = db.store.put(weights(0, 70_000), "<f4")  # and the same write then succeeds
         out = np.empty(stored.nbytes, dtype=np.uint8)
         db.store.read_into(list(stored.cids), out)
-        assert out.tobytes() == _weights(0, 70_000).tobytes()
+        assert out.tobytes() == weights(0, 70_000).tobytes()
 
 
 @pytest.mark.parametrize("where", ["raw plane", "zstd plane", "delta chunk"])
 def test_damaged_payload_bytes_fail_restore(tmp_path: Path, where: str) -> None:
-    params = {"w": _weights(0, 40_000)}
+    params = {"w": weights(0, 40_000)}
     with mvcdb.open(tmp_path / "m.db", chunk_size=CHUNK) as db:
         v1 = db.record("m", params)
-        v2 = db.record("m", {"w": _finetune(params["w"], 2)}, parent=v1)
+        v2 = db.record("m", {"w": finetune(params["w"], 2)}, parent=v1)
         base_test = "base IS NOT NULL" if where == "delta chunk" else "base IS NULL"
         cid, data = db.conn.execute(
             f"SELECT cid, data FROM chunks WHERE {base_test} AND size = ? LIMIT 1", (CHUNK,)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from storage_helpers import finetune, same_bits, weights
 
 import mvcdb
 from mvcdb import blobstore
@@ -18,20 +19,6 @@ CHUNK = 64 * 1024  # small chunks: several per tensor, fast tests
 
 def _open(tmp_path: Path) -> mvcdb.Database:
     return mvcdb.open(tmp_path / "m.db", chunk_size=CHUNK)
-
-
-def _weights(seed: int, n: int = 60_000) -> np.ndarray:
-    return (np.random.default_rng(seed).standard_normal(n) * 0.02).astype("<f4")
-
-
-def _finetune(w: np.ndarray, seed: int) -> np.ndarray:
-    noise = np.random.default_rng(seed).standard_normal(w.shape).astype(w.dtype)
-    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf stay NaN/inf
-        return (w * (1 + noise * np.asarray(1e-3, dtype=w.dtype))).astype(w.dtype)
-
-
-def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
 def _chunks_of(db: mvcdb.Database, ref: str, name: str, kind: str = "param") -> list[tuple[int, ...]]:
@@ -50,10 +37,10 @@ def _stored_bytes(db: mvcdb.Database) -> int:
 
 def test_finetuned_child_is_delta_encoded_and_restores_bit_identical(tmp_path: Path) -> None:
     with _open(tmp_path) as db:
-        parent = {"w": _weights(0), "b": _weights(1, 4000)}
+        parent = {"w": weights(0), "b": weights(1, 4000)}
         v1 = db.record("m", parent)
         before = _stored_bytes(db)
-        child = {k: _finetune(w, 10 + i) for i, (k, w) in enumerate(parent.items())}
+        child = {k: finetune(w, 10 + i) for i, (k, w) in enumerate(parent.items())}
         v2 = db.record("m", child, parent=v1)
         added = _stored_bytes(db) - before
         raw = sum(w.nbytes for w in child.values())
@@ -61,47 +48,47 @@ def test_finetuned_child_is_delta_encoded_and_restores_bit_identical(tmp_path: P
         assert {c[0] for c in _chunks_of(db, v2.id, "w")} == {cc.DELTA}
         assert all(c[2] == 1 for c in _chunks_of(db, v2.id, "w"))
         restored = db.restore(v2)
-        assert all(_same_bits(restored[k], child[k]) for k in child)
-        assert all(_same_bits(db.restore(v1)[k], parent[k]) for k in parent)
+        assert all(same_bits(restored[k], child[k]) for k in child)
+        assert all(same_bits(db.restore(v1)[k], parent[k]) for k in parent)
 
 
 def test_delta_only_when_smaller(tmp_path: Path) -> None:
     with _open(tmp_path) as db:
-        v1 = db.record("m", {"w": _weights(0)})
+        v1 = db.record("m", {"w": weights(0)})
         # an unrelated tensor of the same shape: the delta would be larger than planes+zstd
-        v2 = db.record("m", {"w": _weights(99)}, parent=v1)
+        v2 = db.record("m", {"w": weights(99)}, parent=v1)
         assert {c[0] for c in _chunks_of(db, v2.id, "w")} == {cc.PLANES}
         assert all(c[1] is None and c[2] == 0 for c in _chunks_of(db, v2.id, "w"))
         # a constant tensor: plain compression beats any delta against random weights
         v3 = db.record("m", {"w": np.full(60_000, 0.5, dtype="<f4")}, parent=v2)
         assert {c[0] for c in _chunks_of(db, v3.id, "w")} != {cc.DELTA}
-        assert _same_bits(db.restore(v3)["w"], np.full(60_000, 0.5, dtype="<f4"))
+        assert same_bits(db.restore(v3)["w"], np.full(60_000, 0.5, dtype="<f4"))
 
 
 def test_delta_needs_same_name_dtype_and_shape(tmp_path: Path) -> None:
     with _open(tmp_path) as db:
-        w = _weights(0)
+        w = weights(0)
         v1 = db.record("m", {"w": w})
-        v2 = db.record("m", {"w": _finetune(w, 1).reshape(300, 200)}, parent=v1)  # other shape
+        v2 = db.record("m", {"w": finetune(w, 1).reshape(300, 200)}, parent=v1)  # other shape
         assert cc.DELTA not in {c[0] for c in _chunks_of(db, v2.id, "w")}
-        v3 = db.record("m", {"x": _finetune(w, 2)}, parent=v1)  # other name
+        v3 = db.record("m", {"x": finetune(w, 2)}, parent=v1)  # other name
         assert cc.DELTA not in {c[0] for c in _chunks_of(db, v3.id, "x")}
 
 
 def test_delta_chain_depth_is_bounded_and_every_link_restores(tmp_path: Path) -> None:
     bound = blobstore.MAX_DELTA_DEPTH
     with _open(tmp_path) as db:
-        w = _weights(0)
+        w = weights(0)
         history = [(db.record("m", {"w": w}), w)]
         for step in range(2 * bound + 2):
-            w = _finetune(w, 100 + step)
+            w = finetune(w, 100 + step)
             history.append((db.record("m", {"w": w}, parent=history[-1][0]), w))
         depths = [_chunks_of(db, v.id, "w")[0][2] for v, _ in history]
         assert max(depths) == bound
         # after the bound the next version is a new chain head, stored full
         assert depths[: bound + 2] == list(range(bound + 1)) + [0]
         for v, expected in history:
-            assert _same_bits(db.restore(v)["w"], expected)
+            assert same_bits(db.restore(v)["w"], expected)
         for v, _ in history:  # read_chunk decodes delta chunks too (verify and merge use it)
             for (cid,) in db.conn.execute(
                 "SELECT cid FROM tensor_chunks WHERE vid = ? ORDER BY seq", (db._vid(v.id),)
@@ -111,11 +98,11 @@ def test_delta_chain_depth_is_bounded_and_every_link_restores(tmp_path: Path) ->
 
 def test_unchanged_tensor_costs_nothing(tmp_path: Path) -> None:
     with _open(tmp_path) as db:
-        frozen = _weights(0)
-        v1 = db.record("m", {"frozen": frozen, "head": _weights(1, 1000)})
+        frozen = weights(0)
+        v1 = db.record("m", {"frozen": frozen, "head": weights(1, 1000)})
         before = _stored_bytes(db)
         chunks_before = db.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
-        v2 = db.record("m", {"frozen": frozen.copy(), "head": _weights(2, 1000)}, parent=v1)
+        v2 = db.record("m", {"frozen": frozen.copy(), "head": weights(2, 1000)}, parent=v1)
         assert _chunks_of(db, v1.id, "frozen") == _chunks_of(db, v2.id, "frozen")
         new_chunks = db.conn.execute("SELECT count(*) FROM chunks").fetchone()[0] - chunks_before
         assert new_chunks == 1  # only the head's single chunk
@@ -137,15 +124,15 @@ def test_trajectory_snapshots_use_row_deltas(tmp_path: Path) -> None:
         steps_codecs = {c[0] for c in _chunks_of(db, v.id, "step", kind="traj")}
         assert steps_codecs == {cc.ROWDELTA}  # 0, 1, 2 ... compresses to almost nothing
         traj = db.trajectory(v)
-        assert _same_bits(traj["w"], snapshots)
-        assert _same_bits(traj["loss"], loss)
-        assert _same_bits(traj["step"], np.arange(200, dtype=np.int64))
+        assert same_bits(traj["w"], snapshots)
+        assert same_bits(traj["loss"], loss)
+        assert same_bits(traj["step"], np.arange(200, dtype=np.int64))
 
 
 def test_large_model_many_chunks_roundtrip_every_dtype(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
     params = {
-        "f4": _weights(3, 200_000),
+        "f4": weights(3, 200_000),
         "f8": rng.standard_normal(50_000),
         "f2": rng.standard_normal(70_000).astype("<f2"),
         "be": rng.standard_normal(40_000).astype(">f4"),
@@ -157,19 +144,19 @@ def test_large_model_many_chunks_roundtrip_every_dtype(tmp_path: Path) -> None:
     }
     with _open(tmp_path) as db:
         v1 = db.record("m", params)
-        child = {k: (a.copy() if a.dtype.kind in "biuc" else _finetune(a, 1)) for k, a in params.items()}
+        child = {k: (a.copy() if a.dtype.kind in "biuc" else finetune(a, 1)) for k, a in params.items()}
         child["i8"][::3] += 1
         v2 = db.record("m", child, parent=v1)
         for ref, expected in ((v1, params), (v2, child)):
             got = db.restore(ref)
-            assert all(_same_bits(got[k], expected[k]) for k in expected), ref
+            assert all(same_bits(got[k], expected[k]) for k in expected), ref
 
 
 def test_damaged_delta_chunk_and_damaged_base_are_caught(tmp_path: Path) -> None:
     with _open(tmp_path) as db:
-        w = _weights(0)
+        w = weights(0)
         v1 = db.record("m", {"w": w})
-        v2 = db.record("m", {"w": _finetune(w, 1)}, parent=v1)
+        v2 = db.record("m", {"w": finetune(w, 1)}, parent=v1)
         base_cid = db.conn.execute(
             "SELECT base FROM chunks WHERE base IS NOT NULL ORDER BY cid LIMIT 1"
         ).fetchone()[0]
@@ -184,7 +171,7 @@ def test_damaged_delta_chunk_and_damaged_base_are_caught(tmp_path: Path) -> None
 
 def test_stub_chunks_need_the_fetch_hook(tmp_path: Path) -> None:
     with _open(tmp_path) as db:
-        w = _weights(0)
+        w = weights(0)
         v1 = db.record("m", {"w": w})
         cids = [r[0] for r in db.conn.execute("SELECT cid FROM chunks")]
         saved = {
@@ -206,7 +193,7 @@ def test_stub_chunks_need_the_fetch_hook(tmp_path: Path) -> None:
                 )
 
         db.store.fetch_missing = fetch
-        assert _same_bits(db.restore(v1)["w"], w)
+        assert same_bits(db.restore(v1)["w"], w)
         assert calls == [[cids[0]]]
 
 
@@ -214,7 +201,7 @@ def test_store_chunks_and_read_chunk_roundtrip(tmp_path: Path) -> None:
     import hashlib
 
     with _open(tmp_path) as db:
-        pieces = [memoryview(_weights(i, 5000).tobytes()) for i in range(3)] + [memoryview(b"\x00" * 7)]
+        pieces = [memoryview(weights(i, 5000).tobytes()) for i in range(3)] + [memoryview(b"\x00" * 7)]
         hashes = [hashlib.sha256(p).digest() for p in pieces]
         cids = db.store.store_chunks(pieces, hashes, 4)
         assert len(set(cids)) == 4

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from storage_helpers import finetune, same_bits, weights
 
 import mvcdb
 from mvcdb import blobstore
@@ -17,24 +18,11 @@ from mvcdb.errors import DecodeError, IntegrityError
 CHUNK = 64 * 1024
 
 
-def _weights(seed: int, n: int = 60_000) -> np.ndarray:
-    return (np.random.default_rng(seed).standard_normal(n) * 0.02).astype("<f4")
-
-
-def _finetune(w: np.ndarray, seed: int) -> np.ndarray:
-    noise = np.random.default_rng(seed).standard_normal(w.shape).astype(w.dtype)
-    return (w * (1 + noise * np.float32(1e-3))).astype(w.dtype)
-
-
-def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-
-
 def _model() -> dict[str, np.ndarray]:
     """Tensors that take every plain codec: planes (floats), raw (random bytes), zstd (zeros)."""
     rng = np.random.default_rng(5)
     return {
-        "w": _weights(0),
+        "w": weights(0),
         "noise": rng.integers(0, 256, 70_000, dtype=np.uint8),
         "zeros": np.zeros(50_000, dtype=np.uint8),
         "f64": rng.standard_normal(9_000),
@@ -50,12 +38,12 @@ def _codecs(db: mvcdb.Database) -> set[int]:
 
 @pytest.mark.parametrize("kind", ["planes", "raw", "zstd", "delta", "rows", "tiny"])
 def test_checked_encodings_roundtrip_and_verify_their_check(kind: str) -> None:
-    w = _weights(1, 4096)
+    w = weights(1, 4096)
     raw = {
         "planes": w.view(np.uint8),
         "raw": np.random.default_rng(2).integers(0, 256, 5000, dtype=np.uint8),
         "zstd": np.zeros(5000, dtype=np.uint8),
-        "delta": _finetune(w, 3).view(np.uint8),
+        "delta": finetune(w, 3).view(np.uint8),
         "rows": np.repeat(w[None, :64], 64, axis=0).reshape(-1).view(np.uint8),
         "tiny": np.arange(10, dtype=np.uint8),
     }[kind]
@@ -117,7 +105,7 @@ def test_piecewise_reads_keep_every_codec_bit_identical(
     params = _model()
     with mvcdb.open(tmp_path / "m.db", chunk_size=CHUNK) as db:
         v1 = db.record("m", params)
-        child = {**params, "w": _finetune(params["w"], 4)}
+        child = {**params, "w": finetune(params["w"], 4)}
         v2 = db.record("m", child, parent=v1)
         steps = np.arange(40)
         snaps = np.cumsum(np.random.default_rng(6).standard_normal((40, 500)), axis=0).astype("<f4")
@@ -125,8 +113,8 @@ def test_piecewise_reads_keep_every_codec_bit_identical(
         assert {cc.base_codec(c) for c in _codecs(db)} >= {cc.RAW, cc.ZSTD, cc.PLANES, cc.DELTA, cc.ROWDELTA}
         for ref, expected in ((v1, params), (v2, child), (v3, params)):
             got = db.restore(ref)
-            assert all(_same_bits(got[k], expected[k]) for k in expected)
-        assert _same_bits(db.trajectory(v3)["w"], snaps)
+            assert all(same_bits(got[k], expected[k]) for k in expected)
+        assert same_bits(db.trajectory(v3)["w"], snaps)
 
 
 # -- restore: checks, old chunks, damage ----------------------------------------------------------
@@ -147,12 +135,12 @@ def test_older_unchecked_chunks_restore_and_are_still_hashed(tmp_path: Path) -> 
     params = _model()
     with mvcdb.open(tmp_path / "m.db", chunk_size=CHUNK) as db:
         v1 = db.record("m", params)
-        child = {**params, "w": _finetune(params["w"], 4)}
+        child = {**params, "w": finetune(params["w"], 4)}
         v2 = db.record("m", child, parent=v1)
         _uncheck_every_chunk(db)
         assert max(_codecs(db)) < cc.CHECKED
-        assert all(_same_bits(db.restore(v1)[k], params[k]) for k in params)
-        assert all(_same_bits(db.restore(v2)[k], child[k]) for k in child)
+        assert all(same_bits(db.restore(v1)[k], params[k]) for k in params)
+        assert all(same_bits(db.restore(v2)[k], child[k]) for k in child)
         # damage a raw (uncompressed) plane byte: only the SHA-256 re-hash can notice
         cid, data = db.conn.execute(
             "SELECT cid, data FROM chunks WHERE codec = ? AND base IS NULL AND size >= 4096 LIMIT 1",
@@ -167,7 +155,7 @@ def test_older_unchecked_chunks_restore_and_are_still_hashed(tmp_path: Path) -> 
 
 def test_a_damaged_hash_column_fails_the_check(tmp_path: Path) -> None:
     with mvcdb.open(tmp_path / "m.db", chunk_size=CHUNK) as db:
-        w = _weights(0)
+        w = weights(0)
         v = db.record("m", {"w": w})
         cid, digest = db.conn.execute("SELECT cid, hash FROM chunks ORDER BY cid LIMIT 1").fetchone()
         bad = bytearray(digest)
@@ -180,7 +168,7 @@ def test_a_damaged_hash_column_fails_the_check(tmp_path: Path) -> None:
 
 def test_a_payload_stored_under_another_chunks_hash_is_caught(tmp_path: Path) -> None:
     with mvcdb.open(tmp_path / "m.db", chunk_size=CHUNK) as db:
-        v = db.record("m", {"a": _weights(0, 16_384), "b": _weights(1, 16_384)})
+        v = db.record("m", {"a": weights(0, 16_384), "b": weights(1, 16_384)})
         (ca, da), (cb, dbytes) = db.conn.execute(
             "SELECT cid, data FROM chunks ORDER BY cid LIMIT 2"
         ).fetchall()
@@ -193,7 +181,7 @@ def test_a_payload_stored_under_another_chunks_hash_is_caught(tmp_path: Path) ->
 def test_read_into_full_verify_rehashes_checked_chunks(tmp_path: Path) -> None:
     """verify and merge read with FULL: SHA-256 as well as the check."""
     with mvcdb.open(tmp_path / "m.db", chunk_size=CHUNK) as db:
-        w = _weights(0, 16_384)
+        w = weights(0, 16_384)
         db.record("m", {"w": w})
         cid = db.conn.execute("SELECT cid FROM chunks").fetchone()[0]
         out = np.empty(w.nbytes, dtype=np.uint8)
@@ -206,7 +194,7 @@ def test_read_into_full_verify_rehashes_checked_chunks(tmp_path: Path) -> None:
 
 
 def test_without_check_gives_the_plain_codec_remotes_store() -> None:
-    raw = _weights(3, 4096).view(np.uint8)
+    raw = weights(3, 4096).view(np.uint8)
     key = hashlib.sha256(raw.data).digest()
     enc = cc.encode(memoryview(raw.data), 4, cc.checksum(raw, key))
     codec, payload = cc.without_check(enc.codec, bytes(enc.payload))
@@ -233,12 +221,12 @@ def test_restore_without_the_blob_api_reads_payloads_with_select(tmp_path: Path)
     params = _model()
     with mvcdb.open(tmp_path / "m.db", chunk_size=CHUNK) as db:
         v1 = db.record("m", params)
-        child = {**params, "w": _finetune(params["w"], 4)}
+        child = {**params, "w": finetune(params["w"], 4)}
         v2 = db.record("m", child, parent=v1)
         real = db.store.conn
         db.store.conn = _NoBlobAPI(real)  # type: ignore[assignment]
         try:
-            assert all(_same_bits(db.restore(v2)[k], child[k]) for k in child)
+            assert all(same_bits(db.restore(v2)[k], child[k]) for k in child)
             cid = real.execute("SELECT cid FROM chunks WHERE base IS NULL ORDER BY cid LIMIT 1").fetchone()[0]
             real.execute("UPDATE chunks SET data = zeroblob(length(data)) WHERE cid = ?", (cid,))
             with pytest.raises(IntegrityError):
