@@ -17,11 +17,9 @@ def _git_user_name() -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
-def current_author() -> str:
-    """The author name stamped on versions and tag moves."""
-    env = os.environ.get("MVCDB_AUTHOR", "").strip()
-    if env:
-        return env
+@functools.lru_cache(maxsize=1)
+def _fallback_name() -> str:
+    """git's user.name, else the OS user: asked once a process (every record() stamps a name)."""
     git = _git_user_name()
     if git:
         return git
@@ -29,3 +27,9 @@ def current_author() -> str:
         return getpass.getuser()
     except (OSError, KeyError):
         return "unknown"
+
+
+def current_author() -> str:
+    """The author name stamped on versions and tag moves."""
+    env = os.environ.get("MVCDB_AUTHOR", "").strip()
+    return env or _fallback_name()

@@ -64,6 +64,7 @@ class Checkpointer:
         self._pending = False  # commits since the last checkpoint started
         self._held = 0  # big writes in progress: checkpoint after them, not during
         self._stopping = False
+        self.finishing = False  # holding the write lock to finish a WAL: writers poll meanwhile
         # when the last checkpoint started: "now" at first, so a short-lived process (a CLI
         # command) leaves its few pages to close() instead of syncing them twice
         self._last = time.monotonic()
@@ -151,6 +152,7 @@ class Checkpointer:
         from .connection import with_retry  # (connection imports this module)
 
         lock = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+        self.finishing = True
         try:  # poll: the writer leaves the lock free for ~0.1 ms between its transactions
             with_retry(
                 lambda: lock.execute("BEGIN IMMEDIATE"), timeout=LOCK_WAIT, first_delay=1e-4, max_delay=5e-4
@@ -160,6 +162,7 @@ class Checkpointer:
             finally:
                 lock.execute("ROLLBACK")
         finally:
+            self.finishing = False
             lock.close()
 
     def _run(self) -> None:
@@ -205,6 +208,12 @@ def start(conn: sqlite3.Connection, path: str) -> None:
     conn.execute("PRAGMA wal_autocheckpoint = 0")
     started = conn.checkpointer = Checkpointer(path)  # type: ignore[attr-defined]
     weakref.finalize(conn, started.stop, False)  # a Database dropped without close()
+
+
+def finishing(conn: sqlite3.Connection) -> bool:
+    """Whether conn's checkpointer holds (or is taking) the write lock to finish the WAL."""
+    checkpointer = getattr(conn, "checkpointer", None)
+    return checkpointer is not None and checkpointer.finishing
 
 
 def poke(conn: sqlite3.Connection) -> None:

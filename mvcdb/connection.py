@@ -13,9 +13,9 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import TypeVar
 
 from . import checkpointer
@@ -30,8 +30,11 @@ CHECKPOINT_WAIT_MS = 2000
 #: Map this much of the file (SQLite caps it at its compile-time limit, 2 GiB in common builds):
 #: blob reads from mapped pages run at memory speed instead of one pread per page.
 MMAP_BYTES = 1 << 40
-#: After a checkpoint the WAL file is cut back to this size (a bulk write may have grown it).
-JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+#: After a checkpoint the WAL file is cut back to this size (a bulk write may have grown it). Above
+#: the ~100 MiB a busy writer's WAL reaches between two restarts (checkpointer.py): a WAL that is cut
+#: back and regrown stalls the writer on block allocation (small versions: ~1,750/s at 64 MiB, ~1,950/s
+#: at 128 MiB).
+JOURNAL_SIZE_LIMIT = 128 * 1024 * 1024
 
 
 T = TypeVar("T")
@@ -43,6 +46,7 @@ class Connection(sqlite3.Connection):
 
     checkpointer: checkpointer.Checkpointer | None = None
     busy_timeout_ms: int | None = None  # what to restore after a moment at 0
+    poll_until = 0.0  # time.monotonic() until which BEGIN polls for the lock (see _begin)
 
 
 def _busy_timeout_ms(conn: sqlite3.Connection) -> int:
@@ -247,6 +251,12 @@ def is_readonly(exc: sqlite3.OperationalError) -> bool:
     return "readonly" in text or "read-only" in text
 
 
+BUSY_MESSAGE = (
+    "the database stayed locked by other writers past the busy timeout "
+    "(set MVCDB_BUSY_TIMEOUT to wait longer)"
+)
+
+
 def with_retry(
     fn: Callable[[], T], *, timeout: float | None = None, first_delay: float = 0.002, max_delay: float = 0.25
 ) -> T:
@@ -266,59 +276,123 @@ def with_retry(
         if deadline is None:
             deadline = start + (busy_timeout_seconds() if timeout is None else timeout)
         if time.monotonic() >= deadline:
-            raise BusyError(
-                "the database stayed locked by other writers past the busy timeout "
-                "(set MVCDB_BUSY_TIMEOUT to wait longer)"
-            ) from None
+            raise BusyError(BUSY_MESSAGE) from None
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, max_delay)
 
 
-def _begin_polling(conn: sqlite3.Connection) -> None:
-    """BEGIN IMMEDIATE, polling for the write lock every few milliseconds.
+#: A direct BEGIN that took longer than this (seconds) waited in SQLite's busy handler, whose
+#: first sleep is 1 ms: it met another writer ...
+CONTENDED = 0.001
+#: ... and the connection's next BEGINs poll for the lock until this long after the last time
+#: one had to wait (then they go direct again).
+POLL_FOR = 0.25
+
+
+def _begin(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, by polling while this connection meets other writers, else directly.
+
+    With no writer in the way -- one process recording -- it is one statement: the two busy
+    timeout pragmas around polling cost ~30 us, 6 % of a small record(). The first BEGIN that finds
+    the lock taken waits in SQLite's own (coarser) busy handler; the ones after it poll, for
+    POLL_FOR seconds after the last wait, or while this process's checkpointer is finishing a WAL.
+    """
+    if not isinstance(conn, Connection):
+        _begin_polling(conn)
+        return
+    start = time.monotonic()
+    if start < conn.poll_until or checkpointer.finishing(conn):
+        waited = _begin_polling(conn)
+    else:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):  # waited the whole busy timeout in SQLite's handler
+                raise BusyError(BUSY_MESSAGE) from None
+            raise
+        waited = time.monotonic() - start > CONTENDED
+    if waited:
+        conn.poll_until = time.monotonic() + POLL_FOR
+
+
+def _begin_polling(conn: sqlite3.Connection) -> bool:
+    """BEGIN IMMEDIATE, polling for the write lock every few milliseconds; True if it waited.
 
     SQLite's own busy handler backs off to 25-100 ms sleeps, so with many writers queueing for
     millisecond-long transactions the lock can sit free while everyone sleeps. Polling with short
     jittered sleeps (0.5-10 ms) hands it over sooner; the total wait stays bounded.
     """
+    attempts = 0
+
+    def begin() -> None:
+        nonlocal attempts
+        attempts += 1
+        conn.execute("BEGIN IMMEDIATE")
+
     conn.execute("PRAGMA busy_timeout = 0")
     try:
-        with_retry(lambda: conn.execute("BEGIN IMMEDIATE"), first_delay=0.0005, max_delay=0.01)
+        with_retry(begin, first_delay=0.0005, max_delay=0.01)
     finally:
         conn.execute(f"PRAGMA busy_timeout = {_busy_timeout_ms(conn)}")
+    return attempts > 1
 
 
-@contextmanager
-def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def write_transaction(conn: sqlite3.Connection) -> _WriteTransaction:
     """A short BEGIN IMMEDIATE … COMMIT; rolls back on any error, retries the lock while busy.
 
     COMMIT itself may report busy (a rollback-journal file with readers, or a checkpoint in the
     way); SQLite keeps the transaction open then, so retrying the COMMIT is safe. Nested inside
     another write transaction it simply joins it (the outer one commits or rolls back).
     """
-    if conn.in_transaction:
-        yield conn
-        return
-    try:
-        _begin_polling(conn)
-    except sqlite3.OperationalError as exc:
-        if is_readonly(exc):
-            raise ReadOnlyError("the database is open read-only; it cannot be written") from None
-        raise
-    try:
-        yield conn
-        with_retry(lambda: conn.execute("COMMIT"))
-        checkpointer.poke(conn)
-    except sqlite3.OperationalError as exc:
-        _rollback(conn)
-        if is_readonly(exc):
+    return _WriteTransaction(conn)
+
+
+class _WriteTransaction:
+    """The context manager of write_transaction() (a class: a generator-based one costs ~4 us more
+    a transaction, and a small record() enters two)."""
+
+    __slots__ = ("_conn", "_outer")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._outer = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        conn = self._conn
+        if conn.in_transaction:  # nested: join the enclosing transaction
+            return conn
+        try:
+            _begin(conn)
+        except sqlite3.OperationalError as exc:
+            if is_readonly(exc):
+                raise ReadOnlyError("the database is open read-only; it cannot be written") from None
+            raise
+        self._outer = True
+        return conn
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not self._outer:
+            return
+        conn = self._conn
+        if exc is None:
+            try:
+                with_retry(lambda: conn.execute("COMMIT"))
+            except BaseException as failed:
+                self._failed(failed)
+                raise
+            checkpointer.poke(conn)
+        else:
+            self._failed(exc)  # then the body's exception goes on (or the ReadOnlyError it became)
+
+    def _failed(self, exc: BaseException) -> None:
+        """Roll back; a write refused because the file cannot be written becomes ReadOnlyError."""
+        _rollback(self._conn)
+        if isinstance(exc, sqlite3.OperationalError) and is_readonly(exc):
             raise ReadOnlyError(
                 "the database cannot be written (read-only file, directory or media)"
             ) from None
-        raise
-    except BaseException:
-        _rollback(conn)
-        raise
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

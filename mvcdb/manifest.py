@@ -12,7 +12,7 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import serial
 from .errors import DecodeError
@@ -21,9 +21,9 @@ FORMAT = "mvcdb.version/1"
 KINDS = ("param", "traj", "traj_steps")
 
 
-@dataclass(frozen=True)
-class ManifestTensor:
-    """One tensor as the manifest names it."""
+class ManifestTensor(NamedTuple):
+    """One tensor as the manifest names it: a tuple in the manifest's own field order, so it packs
+    as the manifest's list and sorts by (kind, name) as it does."""
 
     kind: str
     name: str
@@ -71,13 +71,10 @@ def encode(
             "format": FORMAT,
             "message": message,
             "metadata": metadata,
-            "metrics": [[k, v] for k, v in sorted(metrics.items())],
+            "metrics": sorted(metrics.items()),
             "model": model,
             "parents": list(parents),
-            "tensors": [
-                [t.kind, t.name, t.dtype, list(t.shape), t.nbytes, list(t.hashes)]
-                for t in sorted(tensors, key=lambda t: (t.kind, t.name))
-            ],
+            "tensors": sorted(tensors),  # tuples (shape and hashes too) pack as lists
         }
     )
 

@@ -54,6 +54,12 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON-serializable")
 
 
+#: What json.dumps(sort_keys=True, ...) would build on every call (~3 us of a small record()).
+_METADATA_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), allow_nan=False, default=_json_default
+)
+
+
 def metadata_json(metadata: Mapping[str, Any] | None) -> str:
     """Canonical JSON text of a metadata mapping (sorted keys), refusing what JSON cannot hold."""
     if metadata is None:
@@ -61,9 +67,7 @@ def metadata_json(metadata: Mapping[str, Any] | None) -> str:
     if not isinstance(metadata, Mapping):
         raise MvcdbError(f"metadata must be a dict, got {type(metadata).__name__}")
     try:
-        return json.dumps(
-            metadata, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_json_default
-        )
+        return _METADATA_ENCODER.encode(metadata)
     except (TypeError, ValueError) as exc:
         raise MvcdbError(f"metadata is not JSON-serializable: {exc}") from None
     except RecursionError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from datetime import datetime, timezone
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -10,10 +11,20 @@ _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _READS_Z = sys.version_info >= (3, 11)
 
 
+#: (whole second, its 'YYYY-MM-DDTHH:MM:SS' text): the date and time of day change once a second.
+_second: tuple[int, str] = (-1, "")
+
+
 def now_text() -> str:
     """The current UTC time as 'YYYY-MM-DDTHH:MM:SS.ffffffZ' (sortable as text)."""
-    # isoformat is C-fast and, with timespec, always writes the microseconds: the same text
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")[:26] + "Z"
+    global _second
+    # the clock datetime.now() reads, truncated to microseconds as it does; formatting only the
+    # microseconds on most calls takes ~1 us instead of the ~5 us an aware datetime's isoformat does
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    cached = _second
+    if cached[0] != seconds:
+        cached = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{cached[1]}.{micros:06d}Z"
 
 
 def parse_text(text: str) -> datetime:

@@ -1,0 +1,113 @@
+"""A file whose write lock another connection holds: record() waits for it within the busy
+timeout, else fails with BusyError (the CLI with one line) and writes nothing. A connection that
+met another writer polls for the lock for a while; alone, it begins its transactions directly."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import assert_error, run
+
+import mvcdb
+from mvcdb import connection
+
+
+@pytest.fixture
+def path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MVCDB_BUSY_TIMEOUT", "0.3")  # read when a connection opens
+    target = tmp_path / "locked.db"
+    with mvcdb.open(target) as db:
+        db.record("m", {"w": np.zeros(3)})
+    return target
+
+
+@pytest.fixture
+def polls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per BEGIN that polled for the lock (instead of beginning directly)."""
+    calls: list[int] = []
+    real = connection._begin_polling
+
+    def spy(conn: sqlite3.Connection) -> bool:
+        calls.append(1)
+        return real(conn)
+
+    monkeypatch.setattr(connection, "_begin_polling", spy)
+    return calls
+
+
+def _hold_lock(path: Path) -> sqlite3.Connection:
+    """Another writer, in the middle of a transaction (a connection of its own holds the lock)."""
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+@pytest.fixture
+def held(path: Path) -> Iterator[sqlite3.Connection]:
+    other = _hold_lock(path)
+    yield other
+    other.close()
+
+
+def _count(path: Path) -> int:
+    with mvcdb.open(path, readonly=True) as db:
+        return int(db.conn.execute("SELECT count(*) FROM versions").fetchone()[0])
+
+
+def test_alone_every_begin_is_direct(path: Path, polls: list[int]) -> None:
+    with mvcdb.open(path) as db:
+        for i in range(20):
+            db.record("m", {"w": np.full(3, i)})
+        assert db.conn.poll_until == 0.0
+    assert polls == []
+    assert _count(path) == 21
+
+
+def test_a_released_lock_is_waited_for_then_polled_for(path: Path, polls: list[int]) -> None:
+    with mvcdb.open(path) as db:
+        other = _hold_lock(path)
+        releaser = threading.Timer(0.1, other.rollback)
+        releaser.start()
+        try:
+            db.record("m", {"w": np.ones(3)})  # waits in SQLite's busy handler, then writes
+        finally:
+            releaser.join()
+            other.close()
+        assert polls == []
+        assert db.conn.poll_until > 0.0  # it met another writer: the next BEGINs poll
+        db.record("m", {"w": np.full(3, 2.0)})
+        assert polls == [1]
+        db.conn.poll_until = time.monotonic() - 1  # as if POLL_FOR had passed without contention
+        db.record("m", {"w": np.full(3, 3.0)})
+        assert polls == [1]
+    assert _count(path) == 4
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["direct", "polling"])
+def test_a_lock_held_past_the_busy_timeout_raises_busy_and_writes_nothing(
+    path: Path, held: sqlite3.Connection, polling: bool
+) -> None:
+    with mvcdb.open(path) as db:
+        if polling:
+            db.conn.poll_until = time.monotonic() + 60
+        with pytest.raises(mvcdb.BusyError, match="locked by other writers past the busy timeout"):
+            db.record("m", {"w": np.ones(3)}, metrics={"loss": 0.5})
+        assert not db.conn.in_transaction
+        held.rollback()  # the other writer finishes: the same call now goes through
+        db.record("m", {"w": np.ones(3)}, metrics={"loss": 0.5})
+    assert _count(path) == 2
+
+
+def test_cli_says_locked_in_one_line(path: Path, held: sqlite3.Connection, tmp_path: Path) -> None:
+    params = tmp_path / "p.npz"
+    np.savez(params, w=np.ones(3))
+    result = run(path, ["record", "m", "-p", str(params)], MVCDB_BUSY_TIMEOUT="0.3")
+    assert_error(result, 1, "locked", "MVCDB_BUSY_TIMEOUT")
+    held.rollback()
+    assert _count(path) == 1
