@@ -190,3 +190,48 @@ def test_a_large_record_and_a_run_join_the_batch_and_roll_back_with_it(tmp_path:
         assert np.array_equal(db.restore(v.id)["w"], big)
         assert len(db.versions()) == 2
         assert db.verify().ok
+
+
+def test_now_text_is_the_utc_isoformat_and_follows_the_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import datetime, timezone
+
+    from mvcdb import timeutil
+
+    before = datetime.now(timezone.utc)
+    text = timeutil.now_text()
+    after = datetime.now(timezone.utc)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", text)
+    assert before <= timeutil.parse_text(text) <= after
+    # the cached date-and-time part is rebuilt when the second changes (and only the clock counts)
+    for ns, expected in [
+        (1_700_000_000_999_999_999, "2023-11-14T22:13:20.999999Z"),
+        (1_700_000_001_000_000_000, "2023-11-14T22:13:21.000000Z"),
+        (1_700_000_001_000_001_500, "2023-11-14T22:13:21.000001Z"),
+        (946_684_799_000_000_000, "1999-12-31T23:59:59.000000Z"),
+    ]:
+        monkeypatch.setattr(timeutil.time, "time_ns", lambda ns=ns: ns)
+        assert timeutil.now_text() == expected
+        assert (
+            timeutil.now_text()
+            == datetime.fromtimestamp(ns // 1000 / 1e6, timezone.utc).isoformat(timespec="microseconds")[:26]
+            + "Z"
+        )
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {},
+        {"b": 1, "a": [1.5, None, True], "c": {"z": "é\u2028", "y": -0.0}},
+        {"n": np.float32(0.25), "arr": np.arange(3), "s": {3, 1, 2}},
+    ],
+)
+def test_metadata_json_is_sorted_compact_json(metadata: dict[str, object]) -> None:
+    import json
+
+    from mvcdb.recording import _json_default, metadata_json
+
+    expected = json.dumps(
+        metadata, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_json_default
+    )
+    assert metadata_json(metadata) == expected

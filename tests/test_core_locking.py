@@ -89,6 +89,20 @@ def test_a_released_lock_is_waited_for_then_polled_for(path: Path, polls: list[i
     assert _count(path) == 4
 
 
+def test_writers_poll_while_their_checkpointer_finishes_the_wal(path: Path, polls: list[int]) -> None:
+    with mvcdb.open(path) as db:
+        running = db.conn.checkpointer
+        assert running is not None
+        running.finishing = True  # as while it holds the write lock to restart the WAL
+        try:
+            db.record("m", {"w": np.ones(3)})
+        finally:
+            running.finishing = False
+        assert polls == [1]
+        db.record("m", {"w": np.full(3, 2.0)})
+        assert polls == [1]
+
+
 @pytest.mark.parametrize("polling", [False, True], ids=["direct", "polling"])
 def test_a_lock_held_past_the_busy_timeout_raises_busy_and_writes_nothing(
     path: Path, held: sqlite3.Connection, polling: bool
