@@ -98,6 +98,8 @@ def killable(path: str, first: int) -> None:
 
 
 def reader(path: str, stopfile: str) -> None:
+    """List versions and tags every 10 ms until stopfile exists; `<stopfile>.ready` says the first
+    read is done (the writers start after it: they can finish before a slow start-up otherwise)."""
     worst = 0.0
     reads = 0
     with mvcdb.open(path, readonly=True) as db:
@@ -107,6 +109,8 @@ def reader(path: str, stopfile: str) -> None:
             db.tags()
             worst = max(worst, time.monotonic() - start)
             reads += 1
+            if reads == 1:
+                Path(stopfile + ".ready").touch()
             time.sleep(0.01)
     print(json.dumps({"reads": reads, "worst_seconds": worst}), flush=True)
 

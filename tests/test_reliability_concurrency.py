@@ -54,11 +54,16 @@ def many_writers(path: Path, writers: int, each: int, env: dict[str, str] | None
     mvcdb.open(path).close()
     stop = path.with_suffix(".stop")
     reader = spawn("reader", str(path), str(stop), env=env)
+    ready = Path(f"{stop}.ready")
+    deadline = time.monotonic() + 60
+    while not ready.exists() and reader.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ready.exists(), reader.communicate()
     procs = [spawn("writer", str(path), str(w), str(each), env=env) for w in range(1, writers + 1)]
     ids = [finish(p).split() for p in procs]
     stop.touch()
     read_stats = json.loads(finish(reader, timeout=60))
-    assert read_stats["reads"] > 0  # the reader was never shut out while writers ran
+    assert read_stats["reads"] > 1  # it went on reading while the writers ran, never shut out
     with mvcdb.open(path) as db:
         assert db.conn.execute("SELECT count(*) FROM versions").fetchone()[0] == writers * each
         for w, written in enumerate(ids, start=1):
