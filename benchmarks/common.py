@@ -102,7 +102,7 @@ class AnonSampler:
     """
 
     def __init__(self) -> None:
-        self.base = _anon_now(None)
+        self.base = _vm("RssAnon")
         self.peak = self.base
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -114,7 +114,7 @@ class AnonSampler:
             fd = None
         try:
             while not self._stop.wait(0.002):
-                self.peak = max(self.peak, _anon_now(fd))
+                self.peak = max(self.peak, _vm("RssAnon") if fd is None else _anon_rss(fd))
         finally:
             if fd is not None:
                 os.close(fd)
@@ -126,7 +126,7 @@ class AnonSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, _anon_now(None))
+        self.peak = max(self.peak, _vm("RssAnon"))
 
     @property
     def rise(self) -> float:
@@ -136,10 +136,8 @@ class AnonSampler:
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / MB if hasattr(os, "sysconf") else 4096 / MB
 
 
-def _anon_now(statm: int | None) -> float:
-    """Anonymous RSS in MiB: from an open /proc/self/statm (cheap), else /proc/self/status."""
-    if statm is None:
-        return _vm("RssAnon")
+def _anon_rss(statm: int) -> float:
+    """Anonymous RSS in MiB (what /proc/self/status calls RssAnon) from an open /proc/self/statm."""
     fields = os.pread(statm, 256, 0).split()
     return (int(fields[1]) - int(fields[2])) * _PAGE_MB
 

@@ -166,8 +166,7 @@ def test_a_long_run_of_commits_keeps_the_wal_bounded(tmp_path: Path, monkeypatch
             _small(db, i)
         written = 600 * 8  # every small commit writes several pages (~10 here)
         assert _wait_for(lambda: cp.runs >= 2)
-        # never started over, the WAL would hold every frame written (~39 MB)
-        assert wal.stat().st_size < written * 8192 * 3 // 4
+        assert wal.stat().st_size < written * 8192 // 2  # it started over, more than once
         assert db.verify().ok
     with mvcdb.open(path, readonly=True) as again:
         assert len(again.versions()) == 600
