@@ -122,7 +122,8 @@ Chain = list[ChunkRow]
 
 
 def tensor_digest(dtype: str, shape: Sequence[int], hashes: Sequence[bytes]) -> str:
-    return hashlib.sha256(serial.pack_sorted([dtype, list(shape), list(hashes)])).hexdigest()
+    """SHA-256 of the msgpack list [dtype, shape, chunk hashes] (tuples pack as lists)."""
+    return hashlib.sha256(serial.pack_sorted((dtype, shape, hashes))).hexdigest()
 
 
 def _sha256(piece: memoryview) -> bytes:

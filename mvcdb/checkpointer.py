@@ -15,7 +15,8 @@ write lock for the moment it takes to copy that (a few ms, every few hundred sma
 the next write starts the WAL over and it stays about FINISH_FRAMES long. (A file that is reused,
 not cut back and regrown, also costs no block allocation, which stalled writes here.) When the
 passes cannot catch up (a saturated disk), the WAL grows up to LIMIT_FRAMES before the finishing
-pass runs anyway.
+pass runs anyway. The main file is synced ahead of that pass, so the writer is held only while the
+last few pages are synced; its BEGINs poll every millisecond meanwhile.
 
 Durability is unchanged (WAL with synchronous=NORMAL): a commit is atomic at once and durable at
 the next checkpoint or close().
@@ -140,13 +141,22 @@ class Checkpointer:
         if frames < FINISH_FRAMES:
             return
         for _ in range(CATCH_UP_PASSES):  # what came in meanwhile, back to back: each pass is
-            before = frames  # shorter than the one before while the writer is slower than us
+            if self._stopping:  # shorter than the one before while the writer is slower than us
+                return  # (close() is waiting to fold in the rest itself)
+            before = frames
             frames = _passive(conn)
             if frames - before <= CATCH_UP_FRAMES:
                 break
         else:
             if frames < LIMIT_FRAMES:  # not caught up (slow disk?): finishing would hold the
                 return  # writer for long; let the WAL grow and try again next time
+        # SQLite syncs the main file only in a pass that copies the whole WAL -- the last one,
+        # with the writer held -- so that pass would also flush every page the passes above
+        # copied. Flush them now, copy what came in meanwhile and flush again: the writer then
+        # waits only while its last few frames and pages are synced (5-8 ms, was 10-20 ms).
+        _sync(self.path)
+        _passive(conn)
+        _sync(self.path)
         # Hold the write lock on a second connection (its snapshot is the latest, so it pins
         # nothing) while the last frames are copied: then the WAL is wholly copied.
         from .connection import with_retry  # (connection imports this module)
@@ -182,6 +192,20 @@ class Checkpointer:
         finally:
             if conn is not None:
                 conn.close()
+
+
+def _sync(path: str) -> None:
+    """Flush a file's written pages to disk (only a head start: a failure is left to SQLite)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        getattr(os, "fdatasync", os.fsync)(fd)  # (macOS has no fdatasync)
+    except OSError:
+        pass  # (Windows cannot sync a read-only descriptor)
+    finally:
+        os.close(fd)
 
 
 def _passive(conn: sqlite3.Connection) -> int:

@@ -287,6 +287,9 @@ CONTENDED = 0.001
 #: ... and the connection's next BEGINs poll for the lock until this long after the last time
 #: one had to wait (then they go direct again).
 POLL_FOR = 0.25
+#: The longest sleep between two polls while this process's checkpointer holds the lock to finish
+#: a WAL (~5 ms): the usual backoff (up to 10 ms) overshot its end by a few ms each time.
+FINISHING_POLL = 0.001
 
 
 def _begin(conn: sqlite3.Connection) -> None:
@@ -295,13 +298,18 @@ def _begin(conn: sqlite3.Connection) -> None:
     With no writer in the way -- one process recording -- it is one statement: the two busy
     timeout pragmas around polling cost ~30 us, 6 % of a small record(). The first BEGIN that finds
     the lock taken waits in SQLite's own (coarser) busy handler; the ones after it poll, for
-    POLL_FOR seconds after the last wait, or while this process's checkpointer is finishing a WAL.
+    POLL_FOR seconds after the last wait. While this process's own checkpointer holds the lock to
+    finish a WAL (every ~0.5 s in a busy loop) BEGINs poll too, every millisecond, but that wait
+    does not switch the connection to polling: that had half of a loop's BEGINs pay the pragmas.
     """
     if not isinstance(conn, Connection):
         _begin_polling(conn)
         return
+    if checkpointer.finishing(conn):  # our own thread holds the lock for a few ms: look often,
+        _begin_polling(conn, max_delay=FINISHING_POLL)  # to resume right after; it is no sign
+        return  # of other writers, so the next BEGINs still go direct
     start = time.monotonic()
-    if start < conn.poll_until or checkpointer.finishing(conn):
+    if start < conn.poll_until:
         waited = _begin_polling(conn)
     else:
         try:
@@ -315,7 +323,7 @@ def _begin(conn: sqlite3.Connection) -> None:
         conn.poll_until = time.monotonic() + POLL_FOR
 
 
-def _begin_polling(conn: sqlite3.Connection) -> bool:
+def _begin_polling(conn: sqlite3.Connection, max_delay: float = 0.01) -> bool:
     """BEGIN IMMEDIATE, polling for the write lock every few milliseconds; True if it waited.
 
     SQLite's own busy handler backs off to 25-100 ms sleeps, so with many writers queueing for
@@ -331,7 +339,7 @@ def _begin_polling(conn: sqlite3.Connection) -> bool:
 
     conn.execute("PRAGMA busy_timeout = 0")
     try:
-        with_retry(begin, first_delay=0.0005, max_delay=0.01)
+        with_retry(begin, first_delay=0.0005, max_delay=max_delay)
     finally:
         conn.execute(f"PRAGMA busy_timeout = {_busy_timeout_ms(conn)}")
     return attempts > 1

@@ -8,6 +8,7 @@ original dtype (byte order included) is kept so restore returns exactly what was
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -45,8 +46,10 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, 
             yield (check_name(name) if prefix else name), value
 
 
+@functools.lru_cache(maxsize=1024)
 def shape_json(shape: tuple[int, ...]) -> str:
-    """A shape as the JSON list stored in `tensors.shape` (what json.dumps gives, only faster)."""
+    """A shape as the JSON list stored in `tensors.shape` (what json.dumps gives, only faster;
+    cached: a sweep records the same few shapes over and over)."""
     return "[" + ", ".join(map(str, shape)) + "]"
 
 

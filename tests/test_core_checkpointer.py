@@ -172,6 +172,49 @@ def test_a_long_run_of_commits_keeps_the_wal_bounded(tmp_path: Path, monkeypatch
         assert len(again.versions()) == 600
 
 
+def test_the_main_file_is_synced_before_the_writer_is_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pages the catch-up passes copied are flushed before the write lock is taken, so the
+    last pass -- the one the writer waits for -- syncs only its own few."""
+    monkeypatch.setattr(checkpointer, "FINISH_FRAMES", 128)
+    monkeypatch.setattr(checkpointer, "CATCH_UP_FRAMES", 32)
+    monkeypatch.setattr(checkpointer, "LIMIT_FRAMES", 16 * 128)
+    synced: list[bool] = []  # for each sync: was the writer held at the time?
+    real_sync = checkpointer._sync
+
+    def spy(path: str) -> None:
+        synced.append(cp.finishing)
+        real_sync(path)
+
+    monkeypatch.setattr(checkpointer, "_sync", spy)
+    with mvcdb.open(tmp_path / "m.db") as db:
+        cp = _checkpointer_of(db)
+        cp.interval = 0.0
+        for i in range(300):
+            _small(db, i)
+        assert _wait_for(lambda: len(synced) >= 1)
+    assert synced and not any(synced)
+
+
+def test_a_stopping_checkpointer_leaves_the_rest_to_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped during its catch-up passes, the thread neither goes on nor takes the write lock:
+    close() is about to fold the whole WAL in anyway."""
+    passes: list[int] = []
+
+    def passive(conn: sqlite3.Connection) -> int:
+        passes.append(1)
+        cp._stopping = True  # close() stops it while this pass runs
+        return checkpointer.FINISH_FRAMES + 100 * len(passes)  # a writer keeps adding frames
+
+    monkeypatch.setattr(checkpointer, "_passive", passive)
+    monkeypatch.setattr(checkpointer, "_sync", lambda path: pytest.fail("synced while stopping"))
+    cp = checkpointer.Checkpointer(":unused:")
+    cp._checkpoint(sqlite3.connect(":memory:"))
+    assert passes == [1]
+    assert not cp.finishing
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_neither_hangs_nor_checkpoints(tmp_path: Path) -> None:
     with mvcdb.open(tmp_path / "m.db") as db:
