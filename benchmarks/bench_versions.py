@@ -361,7 +361,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     with scratch("versions-") as work:
         for n in (1_000, 2_000) if quick else (1_000, 10_000):
-            out.extend(_small_versions(work, n, 1 if n > 2000 else repeats))
+            out.extend(_small_versions(work, n, 3 if n > 2000 else repeats))
         for n in (1_000, 10_000) if quick else (10_000, 100_000):
             tree = build_versions_db(n, "tree")
             chain = build_versions_db(n, "chain")
