@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .errors import BusyError
+from .heldfiles import sync_data
 
 #: The shortest time between two background checkpoints. Commits in between only mark the WAL
 #: as having new pages: a burst of small versions is folded in a few checkpoints, not hundreds.
@@ -154,9 +155,9 @@ class Checkpointer:
         # with the writer held -- so that pass would also flush every page the passes above
         # copied. Flush them now, copy what came in meanwhile and flush again: the writer then
         # waits only while its last few frames and pages are synced (5-8 ms, was 10-20 ms).
-        _sync(self.path)
+        sync_data(self.path)  # (through SQLite's own descriptor: see heldfiles.py)
         _passive(conn)
-        _sync(self.path)
+        sync_data(self.path)
         # Hold the write lock on a second connection (its snapshot is the latest, so it pins
         # nothing) while the last frames are copied: then the WAL is wholly copied.
         from .connection import with_retry  # (connection imports this module)
@@ -192,20 +193,6 @@ class Checkpointer:
         finally:
             if conn is not None:
                 conn.close()
-
-
-def _sync(path: str) -> None:
-    """Flush a file's written pages to disk (only a head start: a failure is left to SQLite)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        getattr(os, "fdatasync", os.fsync)(fd)  # (macOS has no fdatasync)
-    except OSError:
-        pass  # (Windows cannot sync a read-only descriptor)
-    finally:
-        os.close(fd)
 
 
 def _passive(conn: sqlite3.Connection) -> int:

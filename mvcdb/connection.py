@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from . import checkpointer
 from .errors import BusyError, MvcdbError, NotAnMvcdbFileError, ReadOnlyError
+from .heldfiles import read_head
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 #: 'mvcd' — written to PRAGMA application_id so other tools (and we) can tell the file apart.
@@ -89,8 +90,7 @@ def sniff(path: Path) -> str:
     if size == 0:
         return "empty"
     try:
-        with path.open("rb") as fh:
-            header = fh.read(100)
+        header = read_head(path, 100)
     except OSError as exc:
         raise MvcdbError(f"cannot read {path}: {exc.strerror}") from None
     if not header.startswith(SQLITE_HEADER):
@@ -171,8 +171,7 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
 def _ours_and_writable(path: Path) -> bool:
     """Whether the header carries mvcdb's application_id and both file and directory are writable."""
     try:
-        with path.open("rb") as fh:
-            header = fh.read(100)
+        header = read_head(path, 100)
     except OSError:
         return False
     if len(header) < 100 or int.from_bytes(header[68:72], "big") != APPLICATION_ID:

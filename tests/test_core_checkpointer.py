@@ -181,13 +181,13 @@ def test_the_main_file_is_synced_before_the_writer_is_held(
     monkeypatch.setattr(checkpointer, "CATCH_UP_FRAMES", 32)
     monkeypatch.setattr(checkpointer, "LIMIT_FRAMES", 16 * 128)
     synced: list[bool] = []  # for each sync: was the writer held at the time?
-    real_sync = checkpointer._sync
+    real_sync = checkpointer.sync_data
 
-    def spy(path: str) -> None:
+    def spy(path: str) -> bool:
         synced.append(cp.finishing)
-        real_sync(path)
+        return real_sync(path)
 
-    monkeypatch.setattr(checkpointer, "_sync", spy)
+    monkeypatch.setattr(checkpointer, "sync_data", spy)
     with mvcdb.open(tmp_path / "m.db") as db:
         cp = _checkpointer_of(db)
         cp.interval = 0.0
@@ -208,7 +208,7 @@ def test_a_stopping_checkpointer_leaves_the_rest_to_close(monkeypatch: pytest.Mo
         return checkpointer.FINISH_FRAMES + 100 * len(passes)  # a writer keeps adding frames
 
     monkeypatch.setattr(checkpointer, "_passive", passive)
-    monkeypatch.setattr(checkpointer, "_sync", lambda path: pytest.fail("synced while stopping"))
+    monkeypatch.setattr(checkpointer, "sync_data", lambda path: pytest.fail("synced while stopping"))
     cp = checkpointer.Checkpointer(":unused:")
     cp._checkpoint(sqlite3.connect(":memory:"))
     assert passes == [1]
