@@ -1,4 +1,5 @@
-"""Shared by the sharing/reliability tests: file digests, raw tampering, a file's global content."""
+"""Shared by the sharing/reliability tests: file digests, raw tampering, a file's global content,
+a checkpointer that finishes small WALs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,20 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import mvcdb
+from mvcdb import checkpointer
+
+
+def finish_small_wals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Have the background checkpointer finish (restart) the WAL at 128 frames, so a few hundred
+    small versions go through several finishing cycles. As in production, LIMIT_FRAMES is 16 x
+    FINISH_FRAMES: back-to-back passes (interval 0) can fall behind a fast writer and never catch
+    up to 32 new frames; then the limit finishes the WAL anyway."""
+    monkeypatch.setattr(checkpointer, "FINISH_FRAMES", 128)
+    monkeypatch.setattr(checkpointer, "CATCH_UP_FRAMES", 32)
+    monkeypatch.setattr(checkpointer, "LIMIT_FRAMES", 16 * 128)
 
 
 def digest(path: Path) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from reliability_helpers import finish_small_wals
 
 import mvcdb
 from mvcdb import blobstore, checkpointer
@@ -152,11 +153,7 @@ def test_stop_restores_the_autocheckpoint(tmp_path: Path) -> None:
 def test_a_long_run_of_commits_keeps_the_wal_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A checkpoint beside a busy writer never finds the WAL wholly copied; the finishing step
     (catch-up passes, then the last frames under the write lock) lets the WAL start over."""
-    monkeypatch.setattr(checkpointer, "FINISH_FRAMES", 128)
-    monkeypatch.setattr(checkpointer, "CATCH_UP_FRAMES", 32)
-    # as in production, LIMIT_FRAMES = 16 x FINISH_FRAMES: back-to-back passes (interval 0) can
-    # fall behind a fast writer and never catch up to 32 new frames; then the limit finishes it
-    monkeypatch.setattr(checkpointer, "LIMIT_FRAMES", 16 * 128)
+    finish_small_wals(monkeypatch)
     path = tmp_path / "m.db"
     wal = Path(f"{path}-wal")
     with mvcdb.open(path) as db:
@@ -177,9 +174,7 @@ def test_the_main_file_is_synced_before_the_writer_is_held(
 ) -> None:
     """The pages the catch-up passes copied are flushed before the write lock is taken, so the
     last pass -- the one the writer waits for -- syncs only its own few."""
-    monkeypatch.setattr(checkpointer, "FINISH_FRAMES", 128)
-    monkeypatch.setattr(checkpointer, "CATCH_UP_FRAMES", 32)
-    monkeypatch.setattr(checkpointer, "LIMIT_FRAMES", 16 * 128)
+    finish_small_wals(monkeypatch)
     synced: list[bool] = []  # for each sync: was the writer held at the time?
     real_sync = checkpointer.sync_data
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from reliability_helpers import finish_small_wals
 
 import mvcdb
 from mvcdb import checkpointer, heldfiles
@@ -58,9 +59,7 @@ def test_opening_a_file_again_in_the_same_process_keeps_its_locks(tmp_path: Path
 def test_the_checkpointer_syncs_without_dropping_locks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(checkpointer, "FINISH_FRAMES", 128)
-    monkeypatch.setattr(checkpointer, "CATCH_UP_FRAMES", 32)
-    monkeypatch.setattr(checkpointer, "LIMIT_FRAMES", 16 * 128)
+    finish_small_wals(monkeypatch)
     synced: list[bool] = []
     real = checkpointer.sync_data
 
