@@ -11,19 +11,21 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from importlib import resources
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .connection import APPLICATION_ID, PAGE_SIZE, write_transaction
 from .errors import NotAnMvcdbFileError, SchemaVersionError
 from .timeutil import now_text
 
+if TYPE_CHECKING:  # imported where used: ~70 ms that opening an up-to-date file does not need
+    import sqlite_utils
+
 BASELINE_VERSION = 1
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 
 #: Forward migrations: (version it produces, name, step). Never edit one that has shipped.
-Migration = Callable[[sqlite_utils.Database], None]
+Migration = Callable[["sqlite_utils.Database"], None]
 
 
 def _small_version_layout(db: sqlite_utils.Database) -> None:
@@ -52,7 +54,9 @@ def schema_sql() -> str:
 
 
 def _table_names(conn: sqlite3.Connection) -> list[str]:
-    return sqlite_utils.Database(conn).table_names()
+    """The file's table names (what sqlite_utils' table_names() reads, without its import on every
+    open)."""
+    return [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
 
 
 def classify(conn: sqlite3.Connection) -> str:
@@ -134,6 +138,8 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
         with write_transaction(conn):
             if user_version(conn) >= target:  # a concurrent opener migrated first
                 continue
+            import sqlite_utils
+
             step(sqlite_utils.Database(conn))
             conn.execute(f"PRAGMA user_version = {target}")
         applied.append(name)
@@ -145,7 +151,12 @@ def read_older(conn: sqlite3.Connection) -> None:
 
     It cannot be migrated, so TEMP views (which shadow the file's tables for unqualified names)
     add what the older version lacks: `tensors.data` is NULL there (every tensor is chunked).
+    A current file needs nothing (as in migrate(), its user_version says so).
     """
+    if user_version(conn) >= SCHEMA_VERSION:
+        return
+    import sqlite_utils
+
     if "data" in sqlite_utils.Database(conn)["tensors"].columns_dict:
         return
     query_only = conn.execute("PRAGMA query_only").fetchone()[0]

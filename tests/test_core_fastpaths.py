@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +147,22 @@ def test_a_version_1_file_is_migrated_on_open_and_keeps_its_data(tmp_path: Path)
         assert np.array_equal(db.restore(v.id)["big"], np.arange(100.0))
         w = db.record("m", {"w": np.arange(3.0)}, parent=v)  # in-row tensors work once migrated
         assert np.array_equal(db.restore(w.id)["w"], np.arange(3.0))
+
+
+def test_opening_a_current_file_does_not_import_sqlite_utils(tmp_path: Path) -> None:
+    """sqlite_utils (~70 ms to import) is for migrations and old files: creating, writing and
+    reopening a current file, as every CLI verb does, never loads it."""
+    code = (
+        "import sys, numpy as np, mvcdb\n"
+        f"path = {str(tmp_path / 'new.db')!r}\n"
+        "with mvcdb.open(path) as db:\n"
+        "    db.record('m', {'w': np.arange(3.0)})\n"
+        "with mvcdb.open(path) as db, mvcdb.open(path, readonly=True) as ro:\n"
+        "    assert len(db.versions()) == len(ro.versions()) == 1\n"
+        "print('SQLITE_UTILS=' + str('sqlite_utils' in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.rsplit("SQLITE_UTILS=", 1)[1].strip() == "False"
 
 
 def test_batch_records_all_at_once_or_nothing(tmp_path: Path) -> None:
