@@ -9,6 +9,7 @@ $MVCDB_BUSY_TIMEOUT seconds, so "database is locked" never reaches users as a ra
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import sqlite3
@@ -55,12 +56,20 @@ def _busy_timeout_ms(conn: sqlite3.Connection) -> int:
     return int(busy_timeout_seconds() * 1000) if ms is None else int(ms)
 
 
+#: The longest wait SQLite's busy timeout can hold (a C int of milliseconds, ~24.8 days).
+MAX_BUSY_TIMEOUT = (2**31 - 1) / 1000
+
+
 def busy_timeout_seconds() -> float:
-    """How long a writer waits for the lock in total ($MVCDB_BUSY_TIMEOUT, default 60 s)."""
+    """How long a writer waits for the lock in total ($MVCDB_BUSY_TIMEOUT, default 60 s; not a
+    number -> the default; negative -> 0; inf or more than SQLite can wait -> MAX_BUSY_TIMEOUT)."""
     try:
-        return max(0.0, float(os.environ.get("MVCDB_BUSY_TIMEOUT", "60")))
+        seconds = float(os.environ.get("MVCDB_BUSY_TIMEOUT", "60"))
     except ValueError:
         return 60.0
+    if math.isnan(seconds):
+        return 60.0
+    return min(max(0.0, seconds), MAX_BUSY_TIMEOUT)
 
 
 def journal_mode() -> str:
@@ -215,12 +224,13 @@ def _set_journal_mode(conn: sqlite3.Connection, wanted: str) -> None:
 def checkpoint(conn: sqlite3.Connection) -> bool:
     """Fold the WAL back into the main file (TRUNCATE) if no other process is busy with it.
 
-    Waits at most CHECKPOINT_WAIT_MS: with other writers active the last one to close does it.
-    Returns True when the WAL was fully checkpointed. Stops the background checkpointer first.
+    Waits at most CHECKPOINT_WAIT_MS, and never longer than the busy timeout: with other writers
+    active the last one to close does it. Returns True when the WAL was fully checkpointed. Stops
+    the background checkpointer first.
     """
     checkpointer.stop(conn)
     try:
-        conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {min(CHECKPOINT_WAIT_MS, _busy_timeout_ms(conn))}")
         busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         return not busy
     except sqlite3.Error:

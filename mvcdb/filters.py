@@ -47,6 +47,21 @@ def _json_path(path: str) -> str:
     return "$." + ".".join(f'"{p}"' for p in path.split("."))
 
 
+#: Counts (limits, offsets, depths) at or above this are all the same: more rows than any file holds.
+#: Larger values are clamped to it, since SQLite's integers stop at 2**63 - 1.
+MAX_COUNT = 2**62
+
+
+def check_count(name: str, value: int | None) -> int | None:
+    """A limit, offset or depth as given (None stays None), clamped to MAX_COUNT; MvcdbError if it
+    is not a non-negative integer."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise MvcdbError(f"{name} must be a non-negative integer, got {value!r}")
+    return min(value, MAX_COUNT)
+
+
 @dataclass(frozen=True)
 class _Metric:
     """A condition on one metric: `name op value` (value a number; NaN/missing never match)."""
@@ -156,10 +171,8 @@ def select_vids(
     the walk would pass many non-matches before finding k): a bounded count of each indexed
     filter decides (at most sqrt(k x versions) index entries each).
     """
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-        raise MvcdbError(f"limit must be a non-negative integer, got {limit!r}")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise MvcdbError(f"offset must be a non-negative integer, got {offset!r}")
+    limit = check_count("limit", limit)
+    offset = check_count("offset", offset) or 0
     clauses: list[tuple[str, list[Any]]] = []
     probes: list[tuple[str, list[Any]]] = []  # indexed filters: (SELECT over the index, params)
     for value, sql, probe in (
@@ -188,7 +201,7 @@ def select_vids(
         checks = [m.probe_sql() for m in metrics if m.name != ordered_by]
         if ordered_by is not None:
             checks += probes  # (a time order walks versions_created: only metric filters starve it)
-        if not _any_selective(conn, checks, limit + offset):
+        if not _any_selective(conn, checks, min(limit + offset, MAX_COUNT)):
             if ordered_by is None:
                 return _by_time(conn, clauses, metrics, descending, limit, offset)
             return _by_metric(conn, ordered_by, descending, clauses, metrics, limit, offset)
@@ -204,7 +217,7 @@ def _any_selective(conn: sqlite3.Connection, probes: Sequence[tuple[str, list[An
     if not probes:
         return False
     total = conn.execute("SELECT max(vid) FROM versions").fetchone()[0] or 0
-    bound = max(64, math.isqrt(max(need, 1) * total))
+    bound = min(MAX_COUNT, max(64, math.isqrt(max(need, 1) * total)))
     for sql, params in probes:
         (count,) = conn.execute(f"SELECT count(*) FROM ({sql} LIMIT ?)", [*params, bound]).fetchone()
         if count < bound:

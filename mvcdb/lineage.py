@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import MvcdbError
+from .filters import MAX_COUNT, check_count
 from .models import Version, VersionList, load_versions, vids_from_text
 
 if TYPE_CHECKING:
@@ -198,12 +199,6 @@ def _first_parent_sql(direction: tuple[str, str, str], *, aggregate: bool, bound
     return f"{walk} SELECT vid, distance, position FROM walk WHERE distance > 0"
 
 
-def _check_bounds(limit: int | None, depth: int | None) -> None:
-    for name, value in (("limit", limit), ("depth", depth)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise MvcdbError(f"{name} must be a non-negative integer, got {value!r}")
-
-
 def _walk(
     conn: sqlite3.Connection,
     start: int,
@@ -231,7 +226,7 @@ def _walk_columns(
     one. With a limit, rows are read lazily and reading stops as soon as the nearest `limit`
     are known.
     """
-    _check_bounds(limit, depth)
+    limit, depth = check_count("limit", limit), check_count("depth", depth)
     if limit == 0 or depth == 0:
         return [], []
     if limit is None:
@@ -239,7 +234,7 @@ def _walk_columns(
         cap = _row_cap(conn)
         long_ok = direction is _UP and not bounded and cap > LONG_WALK + 2  # (see LONG_WALK)
         walk_cap = LONG_WALK + 1 if long_ok else cap
-        params = (start, walk_cap) if direction is _UP and not bounded else (start, depth or 2**62, cap)
+        params = (start, walk_cap) if direction is _UP and not bounded else (start, depth or MAX_COUNT, cap)
         vids_text, distances_text, widest, rows = conn.execute(
             _first_parent_sql(direction, aggregate=True, bounded=bounded), params
         ).fetchone()
@@ -257,7 +252,8 @@ def _walk_columns(
     found: list[tuple[int, int]] = []
     seen = {start}
     last = 0
-    cursor = conn.execute(_first_parent_sql(direction, aggregate=False), (start, depth or 2**62, 2**62))
+    bounds = (start, depth or MAX_COUNT, MAX_COUNT)
+    cursor = conn.execute(_first_parent_sql(direction, aggregate=False), bounds)
     try:
         for vid, distance, position in cursor:
             if position or vid in seen:  # a merge in reach (or a damaged file's cycle)
@@ -332,7 +328,7 @@ def _walk_general(
     best: dict[int, int] = {}
     rows = 0
     last = 0  # rows come in non-decreasing distance
-    cursor = conn.execute(_walk_sql(direction), (start, depth if depth is not None else 2**62))
+    cursor = conn.execute(_walk_sql(direction), (start, depth if depth is not None else MAX_COUNT))
     try:
         for vid, distance in cursor:
             rows += 1

@@ -138,3 +138,37 @@ def test_cli_says_locked_in_one_line(path: Path, held: sqlite3.Connection, tmp_p
     assert_error(result, 1, "locked", "MVCDB_BUSY_TIMEOUT")
     held.rollback()
     assert _count(path) == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "seconds"),
+    [
+        ("2.5", 2.5),
+        ("-5", 0.0),
+        ("inf", connection.MAX_BUSY_TIMEOUT),
+        ("1e999", connection.MAX_BUSY_TIMEOUT),
+        ("nan", 60.0),
+        ("soon", 60.0),
+    ],
+)
+def test_busy_timeout_setting_is_always_a_wait_sqlite_can_hold(
+    setting: str, seconds: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MVCDB_BUSY_TIMEOUT", setting)
+    assert connection.busy_timeout_seconds() == seconds
+    with mvcdb.open(tmp_path / "t.db") as db:  # inf once broke every open (int(inf) overflows)
+        db.record("m", {"w": np.zeros(2)})
+    result = run(tmp_path / "t.db", ["log"], MVCDB_BUSY_TIMEOUT=setting)
+    assert result.exit_code == 0 and "m" in result.output
+
+
+def test_close_waits_for_a_held_lock_no_longer_than_the_busy_timeout(
+    path: Path, held: sqlite3.Connection
+) -> None:
+    """The closing checkpoint waits at most the busy timeout (0.3 s here), not CHECKPOINT_WAIT_MS."""
+    db = mvcdb.open(path)
+    with pytest.raises(mvcdb.errors.BusyError):
+        db.record("m", {"w": np.ones(3)})
+    start = time.monotonic()
+    db.close()
+    assert time.monotonic() - start < connection.CHECKPOINT_WAIT_MS / 1000 / 2

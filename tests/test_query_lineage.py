@@ -161,6 +161,17 @@ def test_walk_errors(db: mvcdb.Database, diamond: dict[str, Version]) -> None:
         db.lineage(model="m", depth=2)
 
 
+def test_counts_beyond_sqlite_integers_mean_no_bound(db: mvcdb.Database, diamond: dict[str, Version]) -> None:
+    """A limit, offset or depth past 2**63 (SQLite's largest integer) is no bound at all."""
+    huge = 10**30
+    assert ids(db.ancestors(diamond["e"], limit=huge)) == ids(db.ancestors(diamond["e"]))
+    assert ids(db.descendants(diamond["a"], limit=huge)) == ids(db.descendants(diamond["a"]))
+    assert len(db.lineage(diamond["e"], depth=huge).nodes) == len(db.lineage(diamond["e"]).nodes)
+    assert len(db.versions(limit=huge)) == len(db.versions()) == 6
+    assert ids(db.versions(order_by="metrics.loss", limit=huge)) == ids(db.versions(order_by="metrics.loss"))
+    assert len(db.versions(limit=huge, offset=huge)) == 0
+
+
 def test_random_dag_matches_a_reference_bfs(tmp_path: Path) -> None:
     rng = random.Random(7)
     parents: dict[str, list[str]] = {}
