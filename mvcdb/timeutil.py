@@ -6,7 +6,8 @@ import sys
 import time
 from datetime import datetime, timezone
 
-_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_AFTER_YEAR = "-%m-%dT%H:%M:%S.%fZ"
+_FORMAT = "%Y" + _AFTER_YEAR
 #: Python 3.11+ parses a trailing 'Z' as UTC (timezone.utc itself).
 _READS_Z = sys.version_info >= (3, 11)
 
@@ -45,4 +46,6 @@ def to_text(moment: datetime | str) -> str:
         moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime(_FORMAT)
+    moment = moment.astimezone(timezone.utc)
+    # the year by hand: strftime's %Y drops leading zeros below 1000, and times compare as text
+    return f"{moment.year:04d}{moment.strftime(_AFTER_YEAR)}"

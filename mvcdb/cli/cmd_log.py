@@ -19,18 +19,29 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:
-    """'2026-01-31', '2026-01-31T12:00', ISO with zone, or relative '30m', '12h', '7d', '2w' (ago)."""
+    """'2026-01-31', '2026-01-31T12:00', ISO with zone, or relative '30m', '12h', '7d', '2w' (ago).
+
+    Returns an aware UTC datetime. Raises click.BadParameter for text that is not a time, or a
+    time outside the years 1-9999 (in UTC), so the caller never meets an OverflowError later.
+    """
     match = _RELATIVE_RE.match(text)
-    if match:
-        amount, unit = int(match.group(1)), match.group(2)
-        return (now or datetime.now(timezone.utc)) - timedelta(**{_UNITS[unit]: amount})
     try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        if match:
+            amount, unit = int(match.group(1)), match.group(2)
+            moment = (now or datetime.now(timezone.utc)) - timedelta(**{_UNITS[unit]: amount})
+        else:
+            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc)
     except ValueError:
         raise click.BadParameter(
             f"{text!r} is not a date: use 2026-01-31, 2026-01-31T12:00, or 30m/12h/7d/2w ago"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    except OverflowError:
+        raise click.BadParameter(
+            f"{text!r} is out of range: use a time between the years 1 and 9999 (UTC)"
+        ) from None
 
 
 class _When(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.2
@@ -133,7 +144,13 @@ def command(
 
 
 def _filtered(ctx: click.Context) -> bool:
-    return any(ctx.params.get(k) for k in ("model", "tag", "author", "since", "until", "conditions", "limit"))
+    """Whether a filter or --limit was given, even an empty or zero one (`--model ''`, `-n 0`).
+
+    If so, an empty result means "nothing matches", not "the database is empty".
+    """
+    if ctx.params.get("conditions"):
+        return True
+    return any(ctx.params.get(k) is not None for k in ("model", "tag", "author", "since", "until", "limit"))
 
 
 def _print_graph(versions: list[Version]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import math
+import re
 import sys
 from typing import Any
 
@@ -27,7 +29,10 @@ def _cell(value: Any) -> Any:
     "params",
     multiple=True,
     metavar="VALUE",
-    help="A value for the next '?' in QUERY (repeatable; numbers stay numbers).",
+    help=(
+        "A value for the next '?' in QUERY (repeatable). Plain integers that fit 64 bits and"
+        " decimals like 2.5 or 1e-3 bind as numbers; anything else (007, 1_000, nan) as text."
+    ),
 )
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (with a header row).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of row objects.")
@@ -64,10 +69,28 @@ def command(ctx: click.Context, query: str, params: tuple[str, ...], as_csv: boo
         emit_table(columns, [[_cell(v) for v in row] for row in rows])
 
 
-def _number_or_text(text: str) -> Any:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
+#: A plain integer as SQL writes it: no leading zeros (007 stays text), no '_', no spaces.
+_INT_RE = re.compile(r"[+-]?(?:0|[1-9][0-9]*)")
+#: A plain decimal with a point or an exponent (2.5, .5, 1e-3), same rules for the integer part.
+_REAL_RE = re.compile(r"[+-]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: SQLite's INTEGER is signed 64-bit.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
+def _number_or_text(text: str) -> int | float | str:
+    """The value to bind for one --param: an int or a float only for a strict numeric literal.
+
+    Python's int() and float() accept '007', '1_000', ' 5' and 'nan', which would make a tag or
+    an id that looks like a number unfindable; so anything but a plain literal stays text, and so
+    does a number SQLite cannot hold (beyond 64 bits, or an exponent that overflows to inf).
+    """
+    if _INT_RE.fullmatch(text):
+        number = int(text)
+        if _INT_MIN <= number <= _INT_MAX:
+            return number
+        return text
+    if _REAL_RE.fullmatch(text):
+        real = float(text)
+        if math.isfinite(real):
+            return real
     return text

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
-from .context import complete_model, json_option, open_db, ref_argument
+from .context import complete_model, complete_ref, json_option, open_db
 from .output import console, emit_json, is_tty
 
 
 @click.command("tree")
-@ref_argument("ref", required=False)
+# ref_argument's metavar is a bare REF; an optional one shows as [REF] in the usage line
+@click.argument("ref", metavar="[REF]", required=False, shell_complete=complete_ref)
 @click.option("--model", "-M", metavar="MODEL", shell_complete=complete_model, help="Only this model.")
 @click.option(
     "--depth", "-d", type=click.IntRange(min=0), help="At most this many edges from REF (needs REF)."

@@ -19,6 +19,10 @@ from ..timeutil import now_text
 SCHEMES = ("postgresql", "postgres")
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
 DEFAULT_REMOTE = "origin"
+#: Text that starts like a URL (urlsplit skips leading spaces too); redact() reads anything else
+#: after _BARE_SCHEME, so that urlsplit finds a user:password@ in it.
+_SCHEME_RE = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.\-]*://")
+_BARE_SCHEME = "bare://"
 
 
 @dataclass(frozen=True)
@@ -80,21 +84,31 @@ def strip_password(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL for messages: any password replaced by ***."""
+    """The URL for messages: as given, with any password replaced by ***.
+
+    Text without a scheme (a bare word, a path, user:pw@host/db) is read as if it had one, so a
+    password in it is hidden too, and is quoted without the scheme it never had.
+    """
+    if "@" not in url and "password" not in url.lower():
+        return url  # no place for a password: show exactly what was given
+    bare = not _SCHEME_RE.match(url)
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(_BARE_SCHEME + url if bare else url)
     except ValueError:
         return "<unparsable URL>"
     userinfo, at, hostport = parts.netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
-    else:
-        netloc = parts.netloc
-    query = "&".join(
-        f"{k}=***" if k.lower() == "password" else f"{k}={v}"
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    has_password = any(k.lower() == "password" for k, _ in query)
+    if not (at and ":" in userinfo) and not has_password:
+        return url
+    netloc = f"{userinfo.partition(':')[0]}:***@{hostport}" if at and ":" in userinfo else parts.netloc
+    shown = _unsplit(
+        parts.scheme,
+        netloc,
+        parts.path,
+        "&".join(f"{k}=***" if k.lower() == "password" else f"{k}={v}" for k, v in query),
     )
-    return _unsplit(parts.scheme, netloc, parts.path, query)
+    return shown.removeprefix(_BARE_SCHEME) if bare else shown
 
 
 def _unsplit(scheme: str, netloc: str, path: str, query: str) -> str:
