@@ -432,17 +432,19 @@ class SeriesDiff:
         }
 
 
-def _per_step(values: np.ndarray) -> np.ndarray:
-    """Scalar series as float64 (complex: magnitude); array series as each step's L2 norm."""
+def step_values(values: np.ndarray) -> np.ndarray:
+    """One float64 per logged row: scalar series as they are (complex: magnitude), array series as
+    each step's L2 norm (what diffs compare and `mvcdb show` summarizes)."""
     if values.ndim <= 1:
         return np.abs(values) if values.dtype.kind == "c" else values.astype(np.float64)
     flat = values.reshape(len(values), -1).astype(_compute_dtype(values.dtype))
-    norms: np.ndarray = np.sqrt(np.sum(np.abs(flat) ** 2, axis=1))
+    with np.errstate(over="ignore"):  # a norm past float64 is inf, with no warning on stderr
+        norms: np.ndarray = np.sqrt(np.sum(np.abs(flat) ** 2, axis=1))
     return norms
 
 
 def _summary(steps: np.ndarray, values: np.ndarray) -> SeriesSummary:
-    v = _per_step(values)
+    v = step_values(values)
     if len(v) == 0:
         return SeriesSummary(None, None, None, None, None)
     finite_any = not np.all(np.isnan(v))
@@ -493,11 +495,12 @@ def _series_diff(
         if va.ndim > 1 or vb.ndim > 1:
             per_step = "l2_norm"
         if aligned:
-            if per_step == "l2_norm" and va.shape[1:] == vb.shape[1:]:
-                work = _compute_dtype(va.dtype, vb.dtype)
-                d = _per_step(vb[ib].astype(work) - va[ia].astype(work))
-            else:
-                d = _per_step(vb)[ib] - _per_step(va)[ia]
+            with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN: no warning on stderr
+                if per_step == "l2_norm" and va.shape[1:] == vb.shape[1:]:
+                    work = _compute_dtype(va.dtype, vb.dtype)
+                    d = step_values(vb[ib].astype(work) - va[ia].astype(work))
+                else:
+                    d = step_values(vb)[ib] - step_values(va)[ia]
             absd = np.abs(d)
             if not np.all(np.isnan(absd)):
                 max_abs = float(np.nanmax(absd))

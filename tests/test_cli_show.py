@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from cli_helpers import LOSS, O1_PARAMS, V3_PARAMS, Fixture, ambiguous_prefix, assert_error, build, run
 
+import mvcdb
 from mvcdb.cli import output
 from mvcdb.cli.cmd_show import l2_norm
 
@@ -21,7 +22,11 @@ def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
 
 
 def _show(fx: Fixture, *args: str) -> dict[str, Any]:
-    result = run(fx.path, ["show", "--json", *args])
+    return _show_at(fx.path, *args)
+
+
+def _show_at(path: Path, *args: str) -> dict[str, Any]:
+    result = run(path, ["show", "--json", *args])
     assert result.exit_code == 0, result.stderr
     data: dict[str, Any] = json.loads(result.stdout)
     return data
@@ -68,6 +73,20 @@ def test_trajectory_summary(fx: Fixture) -> None:
     assert weights[0]["reduced"] is True and weights[0]["shape"] == [3, 2, 2]
     assert weights[0]["last"] == pytest.approx(4.0)  # norm of a 2x2 of 2s
     assert _show(fx, fx.v4)["trajectory"] is None
+
+
+def test_trajectory_summary_keeps_infinities(tmp_path: Path) -> None:
+    """A diverged run shows its inf (NaN alone is skipped); its diff warns nothing on stderr."""
+    path = tmp_path / "inf.db"
+    with mvcdb.open(path) as db:
+        loss = np.array([1.0, np.inf, np.nan, 3.0])
+        grads = np.full((4, 2), 1e300)  # every step's norm overflows float64
+        v = db.record("m", trajectory={"step": np.arange(4), "loss": loss, "grad": grads})
+    summary = {s["name"]: s for s in _show_at(path, v.id)["trajectory"]["series"]}
+    assert (summary["loss"]["min"], summary["loss"]["max"]) == (1.0, "inf")
+    assert (summary["grad"]["min"], summary["grad"]["max"]) == ("inf", "inf")
+    result = run(path, ["diff", v.id, v.id])
+    assert result.exit_code == 0 and result.stderr == ""
 
 
 def test_norm_limit_skips_and_says_so(fx: Fixture) -> None:

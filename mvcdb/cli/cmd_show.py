@@ -200,6 +200,7 @@ def _series_summaries(db: Database, vid: str, limit: int) -> dict[str, Any] | No
     sparkline}]} — one entry per logged series; None when the version has no trajectory."""
     import numpy as np
 
+    from mvcdb.diff import step_values
     from mvcdb.trajectory import STEP
 
     infos = db.tensors(vid, kind="traj")
@@ -224,24 +225,15 @@ def _series_summaries(db: Database, vid: str, limit: int) -> dict[str, Any] | No
         }
         if info.nbytes <= limit:
             _, values = db.series(vid, info.name)
-            per_step = _per_step(values)
-            finite = per_step[np.isfinite(per_step)]
+            per_step = step_values(values)
+            valid = per_step[~np.isnan(per_step)]  # inf stays: a diverged run must show it
             if per_step.size:
                 entry.update(
                     first=float(per_step[0]),
                     last=float(per_step[-1]),
-                    min=float(finite.min()) if finite.size else math.nan,
-                    max=float(finite.max()) if finite.size else math.nan,
+                    min=float(valid.min()) if valid.size else math.nan,
+                    max=float(valid.max()) if valid.size else math.nan,
                     sparkline=sparkline([float(x) for x in per_step]),
                 )
         series.append(entry)
     return {"steps": steps, "series": series}
-
-
-def _per_step(values: np.ndarray) -> np.ndarray:
-    """One float64 per logged row: the value itself for scalars, the L2 norm for tensors."""
-    import numpy as np
-
-    if values.ndim <= 1:
-        return np.abs(values).astype(np.float64) if values.dtype.kind == "c" else values.astype(np.float64)
-    return np.array([l2_norm(row) for row in values], dtype=np.float64)
