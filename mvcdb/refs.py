@@ -36,7 +36,7 @@ def check_tag_name(name: object) -> str:
         raise MvcdbError(
             f"invalid tag name {name!r}: use letters, digits and _ . - / + : (no spaces, ~, ^ or @)"
         )
-    if HEX_RE.match(name):
+    if HEX_RE.match(name.lower()):  # refs match id prefixes ignoring case
         raise MvcdbError(f"invalid tag name {name!r}: it would be mistaken for a version id prefix")
     return name
 

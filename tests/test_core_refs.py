@@ -79,7 +79,7 @@ def test_ambiguous_prefix_lists_candidates(db: mvcdb.Database) -> None:
 
 
 def test_tag_names_are_checked(db: mvcdb.Database, chain: list[mvcdb.Version]) -> None:
-    for bad in ["", "with space", "a~1", "x^", "m@latest", "deadbeef", "-lead"]:
+    for bad in ["", "with space", "a~1", "x^", "m@latest", "deadbeef", "DEADBEEF", "A0d8", "-lead"]:
         with pytest.raises(mvcdb.MvcdbError):
             db.tag(chain[0], bad)
     assert db.tags() == {}
