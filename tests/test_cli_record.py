@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -116,12 +118,18 @@ def test_unreadable_params_files(fx: Fixture, tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.npz"
     np.savez(truncated, x=np.zeros(1000))
     truncated.write_bytes(truncated.read_bytes()[:200])
+    bomb = tmp_path / "bomb.npz"  # 16 bytes of data under a header that claims 8 TB
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    with zipfile.ZipFile(bomb, "w") as archive:
+        archive.writestr("w.npy", header.getvalue() + bytes(16))
     cases = [
         (tmp_path / "missing.npz", "does not exist"),
         (pickled, "pickled objects"),
         (single, "single .npy array"),
         (text, "not an .npz file"),
         (truncated, "cannot read params file"),
+        (bomb, "declares 8,000,000,000,000 bytes of data but holds 16"),
         (tmp_path, "is a directory"),
     ]
     for path, needle in cases:

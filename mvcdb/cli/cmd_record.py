@@ -101,13 +101,42 @@ def load_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
     if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         raise MvcdbError(f"{what} file {path} is not an .npz file (use numpy.savez, or .safetensors)")
     try:
+        _check_declared_sizes(path)
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except ValueError as exc:
         reason = "it holds pickled objects, which are never loaded" if "pickle" in str(exc) else str(exc)
         raise MvcdbError(f"cannot read {what} file {path}: {reason}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise MvcdbError(f"cannot read {what} file {path}: {exc}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
+        raise MvcdbError(f"cannot read {what} file {path}: {exc or 'out of memory'}") from None
+
+
+def _check_declared_sizes(path: Path) -> None:
+    """ValueError if an .npy member declares more array bytes than it holds: numpy would first
+    allocate what the header claims (a 40-byte member can ask for terabytes)."""
+    import zipfile
+
+    import numpy as np
+    from numpy.lib import format as npy
+
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            if not member.filename.endswith(".npy"):
+                continue
+            with archive.open(member) as fh:
+                version = npy.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = npy.read_array_header_1_0(fh)
+                else:
+                    shape, _, dtype = npy.read_array_header_2_0(fh)
+                if dtype.hasobject:
+                    continue  # pickled: np.load refuses it, with its own message
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if declared > member.file_size - fh.tell():
+                    raise ValueError(
+                        f"member {member.filename} declares {declared:,} bytes of data but holds"
+                        f" {member.file_size - fh.tell():,}"
+                    )
 
 
 def _load_safetensors(path: Path, what: str) -> dict[str, np.ndarray]:
