@@ -101,15 +101,19 @@ class Database:
             raise MvcdbError(f"{self.path} does not exist")
         if not readonly and kind != "missing" and not os.access(self.path, os.W_OK):
             readonly = True
-        if not readonly and kind == "missing" and not os.access(self.path.parent.resolve(), os.W_OK):
-            raise MvcdbError(f"cannot create {self.path}: the directory is not writable")
+        if not readonly and kind == "missing":
+            parent = self.path.parent.resolve()
+            if not parent.is_dir():
+                raise MvcdbError(f"cannot create {self.path}: no directory {self.path.parent}")
+            if not os.access(parent, os.W_OK):
+                raise MvcdbError(f"cannot create {self.path}: the directory is not writable")
         self.readonly = readonly
         self.conn = self._open_connection(readonly)
         try:
             state = schema.classify(self.conn)
             if state == "new":
                 if readonly:
-                    raise NotAnMvcdbFileError(f"{self.path} is an empty database, not an mvcdb file")
+                    raise NotAnMvcdbFileError("an empty database, not an mvcdb file")
                 schema.initialize(self.conn)
             else:
                 schema.check_version(self.conn)

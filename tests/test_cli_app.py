@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import assert_error, run
 
+import mvcdb
 from mvcdb.cli.app import VERBS, _module_exists, cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -200,3 +201,24 @@ def test_group_is_a_plain_verb_table() -> None:
     assert isinstance(VERBS, dict)
     assert all(isinstance(k, str) and len(v) == 2 for k, v in VERBS.items())
     assert cli.name == "mvcdb"
+
+
+def test_an_empty_file_is_filled_only_by_verbs_that_create(tmp_path: Path) -> None:
+    """A 0-byte file is not a database: reading and writing verbs refuse it (once naming it) and
+    leave it empty; `init` makes it one."""
+    empty = tmp_path / "e0.db"
+    empty.touch()
+    for args in (["log"], ["tag", "x", "y"], ["gc"]):
+        assert_error(run(empty, args), 1, f"{empty} is an empty file; create a database with `mvcdb init`")
+        assert empty.stat().st_size == 0
+    with pytest.raises(mvcdb.errors.NotAnMvcdbFileError) as refused:
+        mvcdb.open(empty, readonly=True)
+    assert str(refused.value).count(str(empty)) == 1
+    assert run(empty, ["init"]).exit_code == 0
+    assert run(empty, ["log"]).exit_code == 0
+
+
+def test_a_missing_directory_is_named_as_missing(tmp_path: Path) -> None:
+    target = tmp_path / "nodir" / "x.db"
+    assert_error(run(target, ["init"]), 1, f"no directory {target.parent}")
+    assert not target.parent.exists()

@@ -34,12 +34,13 @@ def open_db(ctx: click.Context, *, readonly: bool = False, create: bool = False)
     from mvcdb.errors import MvcdbError
 
     path = db_path(ctx)
-    if not create and not path.exists():
+    if not create and (not path.exists() or (path.is_file() and path.stat().st_size == 0)):
         hint = "`mvcdb init`"
         source = ctx.find_root().get_parameter_source("db_path")
         if source is click.core.ParameterSource.COMMANDLINE:
             hint += f" (here: `mvcdb --db {path} init`)"
-        raise MvcdbError(f"{path} does not exist; create it with {hint}")
+        state = "is an empty file" if path.exists() else "does not exist"  # only init & co. fill one
+        raise MvcdbError(f"{path} {state}; create a database with {hint}")
     db = Database(path, readonly=readonly)
     ctx.call_on_close(db.close)
     return db
