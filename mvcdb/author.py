@@ -7,6 +7,8 @@ import getpass
 import os
 import subprocess
 
+from .text import without_controls
+
 
 @functools.lru_cache(maxsize=1)
 def _git_user_name() -> str:
@@ -30,6 +32,7 @@ def _fallback_name() -> str:
 
 
 def current_author() -> str:
-    """The author name stamped on versions and tag moves."""
-    env = os.environ.get("MVCDB_AUTHOR", "").strip()
-    return env or _fallback_name()
+    """The author name stamped on versions and tag moves (on one line: control characters such as
+    a tab or newline become spaces, so tables of versions keep one row a version)."""
+    env = without_controls(os.environ.get("MVCDB_AUTHOR", "")).strip()
+    return env or without_controls(_fallback_name()).strip() or "unknown"

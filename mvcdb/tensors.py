@@ -9,7 +9,6 @@ original dtype (byte order included) is kept so restore returns exactly what was
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -18,9 +17,9 @@ import numpy as np
 from .dtypes import EXTENSION_ITEMSIZE, bits_dtype, from_bits, name_of
 from .errors import MvcdbError
 from .frameworks import framework_of
+from .text import CONTROL_RE
 
 NUMERIC_KINDS = frozenset("biufc")
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
 MAX_NAME_LENGTH = 1024
 
 
@@ -30,7 +29,7 @@ def check_name(name: object, what: str = "tensor name") -> str:
         raise MvcdbError(f"{what} must be a string, got {type(name).__name__}")
     if not name or len(name) > MAX_NAME_LENGTH:
         raise MvcdbError(f"{what} must be 1..{MAX_NAME_LENGTH} characters, got {len(name)}")
-    if not name.isprintable() and _CONTROL.search(name):  # isprintable: the fast common case
+    if not name.isprintable() and CONTROL_RE.search(name):  # isprintable: the fast common case
         raise MvcdbError(f"{what} {name!r} contains control characters")
     return name
 

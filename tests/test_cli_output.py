@@ -5,10 +5,15 @@ from __future__ import annotations
 import io
 import json
 import math
+import sqlite3
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
+from cli_helpers import run
 
+import mvcdb
 from mvcdb.cli import output
 
 
@@ -69,3 +74,20 @@ def test_emit_json_spells_non_finite_numbers_as_strings(capsys: pytest.CaptureFi
 def test_emit_table_is_tab_separated_when_piped(capsys: pytest.CaptureFixture[str]) -> None:
     output.emit_table(["a", "b"], [(1, None), ("x", "y")])
     assert capsys.readouterr().out == "a\tb\n1\t\nx\ty\n"
+
+
+def test_piped_tables_keep_one_row_a_line_and_one_tab_a_column(tmp_path: Path) -> None:
+    """A tab or newline in an author (stamped from $MVCDB_AUTHOR) or in a tag name (written into
+    a hostile file directly) never splits a row of `log` or `tags`."""
+    db_file = tmp_path / "c.db"
+    with mvcdb.open(db_file) as db:
+        v = db.record("m", {"w": np.zeros(2)})
+    assert run(db_file, ["tag", v.id, "t2"], MVCDB_AUTHOR="eve\tx\ny").exit_code == 0
+    with sqlite3.connect(db_file) as conn:
+        conn.execute("INSERT INTO tags (name, vid) VALUES (?, 1)", ("ev\x1b[2Jil\nline\tx",))
+    for args in (["log"], ["tags"], ["tags", "--history", "t2"]):
+        lines = run(db_file, args).stdout.splitlines()
+        assert len({line.count("\t") for line in lines}) == 1, (args, lines)
+    with mvcdb.open(db_file, readonly=True) as db:
+        assert [m.author for m in db.tag_history("t2")] == ["eve x y"]  # stamped on one line
+    assert output.table_cell("a\t\tb\nc\x00") == "a b c " and output.table_cell(None) == ""

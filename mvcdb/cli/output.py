@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from mvcdb.text import without_controls
+
 
 def is_tty() -> bool:
     """True when stdout is a terminal (rich formatting); False when piped (plain, parseable text)."""
@@ -46,12 +48,19 @@ def console() -> Any:
     return Console(highlight=False, soft_wrap=not is_tty())
 
 
+def table_cell(value: Any) -> str:
+    """A value as one table cell: None is empty, and each run of control characters (a tab or
+    newline in an author or tag name from a hostile file) becomes one space, so a piped table
+    keeps one line a row and one tab a column."""
+    return "" if value is None else without_controls(str(value))
+
+
 def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
     """A table: rich box drawing on a terminal, tab-separated plain text when piped."""
     if not is_tty():
         click.echo("\t".join(columns))
         for row in rows:
-            click.echo("\t".join("" if v is None else str(v) for v in row))
+            click.echo("\t".join(table_cell(v) for v in row))
         return
     from rich.table import Table
 
@@ -59,7 +68,7 @@ def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: 
     for col in columns:
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(table_cell(v) for v in row))
     console().print(table)
 
 
