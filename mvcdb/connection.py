@@ -364,6 +364,25 @@ def write_transaction(conn: sqlite3.Connection) -> _WriteTransaction:
     return _WriteTransaction(conn)
 
 
+def _why_readonly(conn: sqlite3.Connection) -> str:
+    """What to tell a writer SQLite refused: which file it may not write, when one is to blame
+    (e.g. the -wal/-shm files another user's session left in a shared directory)."""
+    generic = "the database is open read-only; it cannot be written"
+    try:
+        path = next(row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main")
+    except (sqlite3.Error, StopIteration):
+        return generic
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        if name and os.path.exists(name) and not os.access(name, os.W_OK):
+            if name == path:
+                return f"{path} is read-only for you; it cannot be written"
+            return (
+                f"cannot write {path}: {name} is not writable for you (SQLite's file of another"
+                " user's session; it goes away when the last session closes, or its owner may delete it)"
+            )
+    return generic
+
+
 class _WriteTransaction:
     """The context manager of write_transaction() (a class: a generator-based one costs ~4 us more
     a transaction, and a small record() enters two)."""
@@ -382,7 +401,7 @@ class _WriteTransaction:
             _begin(conn)
         except sqlite3.OperationalError as exc:
             if is_readonly(exc):
-                raise ReadOnlyError("the database is open read-only; it cannot be written") from None
+                raise ReadOnlyError(_why_readonly(conn)) from None
             raise
         self._outer = True
         return conn

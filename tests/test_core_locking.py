@@ -4,6 +4,7 @@ met another writer polls for the lock for a while; alone, it begins its transact
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -172,3 +173,21 @@ def test_close_waits_for_a_held_lock_no_longer_than_the_busy_timeout(
     start = time.monotonic()
     db.close()
     assert time.monotonic() - start < connection.CHECKPOINT_WAIT_MS / 1000 / 2
+
+
+def test_a_readonly_refusal_names_the_file_to_blame(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite opens read-only when it may not write the -wal/-shm (another user's session left
+    them in a shared directory); the error then says which file, not just "read-only". (Tests
+    may run as root, who may write anything: the permission check is what is simulated.)"""
+    real_access = os.access
+    cases = [
+        (f"{path}-shm", f"{path}-shm is not writable for you"),
+        (str(path), f"{path} is read-only for you"),
+    ]
+    with mvcdb.open(path) as db:
+        for blamed, needle in cases:
+            Path(blamed).touch()
+            with monkeypatch.context() as patched:
+                patched.setattr(os, "access", lambda p, mode, b=blamed: p != b and real_access(p, mode))
+                assert needle in connection._why_readonly(db.conn)
+        assert connection._why_readonly(db.conn) == "the database is open read-only; it cannot be written"
