@@ -27,6 +27,7 @@ from .connection import checkpoint, with_retry, write_transaction
 from .errors import MvcdbError
 from .manifest import decode as decode_manifest
 from .manifest import version_id
+from .refs import HEX_RE, NAME_RE
 from .timeutil import now_text
 
 if TYPE_CHECKING:
@@ -415,6 +416,10 @@ class _Checker:
         for name, vid, vid_hex in rows:
             if vid_hex is None:
                 self.problem("tag", f"tag {name!r}", f"points at version row {vid}, which does not exist")
+            if not isinstance(name, str) or not NAME_RE.match(name):  # mvcdb never writes one
+                self.problem("tag", f"tag {name!r}", "has a name mvcdb refuses (written by another tool?)")
+            elif HEX_RE.match(name.lower()):  # allowed before names were checked ignoring case
+                self.notes.append(f"tag {name!r} looks like a version id prefix; rename it (mvcdb tag)")
         last = dict(
             self.conn.execute(
                 "SELECT name, to_id FROM tag_history h WHERE seq = (SELECT max(seq) FROM tag_history"

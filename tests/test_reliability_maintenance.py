@@ -88,6 +88,8 @@ DAMAGE = {
     "lineage-wrong": "UPDATE lineage SET parent = (SELECT vid FROM versions WHERE id = '{root}')"
     " WHERE child = (SELECT vid FROM versions WHERE id = '{leaf}')",
     "tag-dangling": "UPDATE tags SET vid = 999 WHERE name = 'production'",
+    "tag-name": "UPDATE tags SET name = 'ev' || char(27) || '[2J' || char(10) || 'x'"
+    " WHERE name = 'production'",
     "params-bytes": "UPDATE versions SET params_bytes = 1 WHERE id = '{root}'",
 }
 EXPECTED = {
@@ -104,8 +106,18 @@ EXPECTED = {
     "lineage-missing": {"lineage"},
     "lineage-wrong": {"lineage"},
     "tag-dangling": {"foreign-key", "tag"},
+    "tag-name": {"tag"},
     "params-bytes": {"manifest-mismatch"},
 }
+
+
+def test_verify_notes_a_tag_that_looks_like_an_id_prefix(fx: tuple[Path, dict[str, str]]) -> None:
+    """Such a tag (allowed before names were checked ignoring case) hides versions: a note, not damage."""
+    path, _ = fx
+    tamper(path, "UPDATE tags SET name = 'BEEF' WHERE name = 'production'")
+    with mvcdb.open(path, readonly=True) as db:
+        report = db.verify()
+    assert report.ok and any("'BEEF' looks like a version id prefix" in note for note in report.notes)
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
