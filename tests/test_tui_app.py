@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import io
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from tui_helpers import build_fixture
+from tui_helpers import (
+    SIZE,
+    build_fixture,
+    errors,
+    row_ids,
+    select,
+    started,
+    synchronous,
+    table_of,
+    text_of,
+    wait_for,
+)
 
 import mvcdb
 
 textual = pytest.importorskip("textual")
 
-from textual.pilot import Pilot  # noqa: E402
 from textual.widgets import DataTable, Input, Select  # noqa: E402
 
 from mvcdb.tui.app import MvcdbApp  # noqa: E402
@@ -34,19 +38,6 @@ from mvcdb.tui.components.lineage import LineagePane  # noqa: E402
 from mvcdb.tui.components.sql_screen import SqlScreen  # noqa: E402
 from mvcdb.tui.components.versions_table import VersionsTable  # noqa: E402
 from mvcdb.tui.keys import MAIN_KEYS  # noqa: E402
-
-SIZE = (120, 36)
-T = TypeVar("T")
-
-
-def synchronous(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test with asyncio.run (no pytest async plugin needed)."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return run
 
 
 @pytest.fixture(scope="module")
@@ -61,48 +52,6 @@ def fx(fixture_db: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, d
     path = tmp_path / "fixture.db"
     shutil.copy(fixture_db[0], path)
     return path, fixture_db[1]
-
-
-async def wait_for(pilot: Pilot[None], check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Let the app run until check() holds (workers and timers included), or fail."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("the app did not reach the expected state in time")
-        await pilot.pause(0.05)
-
-
-def table_of(app: MvcdbApp) -> VersionsTable:
-    return app.screen_stack[0].query_one("#versions", VersionsTable)
-
-
-def row_ids(app: MvcdbApp) -> list[str]:
-    return [str(row.key.value) for row in table_of(app).ordered_rows]
-
-
-async def started(pilot: Pilot[None], app: MvcdbApp, rows: int = 6) -> None:
-    await wait_for(pilot, lambda: table_of(app).row_count == rows and app.current_version is not None)
-
-
-async def select(pilot: Pilot[None], app: MvcdbApp, version_id: str) -> None:
-    """Move the table cursor onto a version and wait for its detail."""
-    table = table_of(app)
-    table.focus()
-    table.move_cursor(row=table.get_row_index(version_id))
-    await wait_for(pilot, lambda: app.current_version is not None and app.current_version.id == version_id)
-
-
-def text_of(widget: Any) -> str:
-    """What a Static shows, as plain text."""
-    from rich.console import Console
-
-    console = Console(width=200, record=True, file=io.StringIO())
-    console.print(widget.content)
-    return console.export_text()
-
-
-def errors(app: MvcdbApp) -> list[str]:
-    return [n.message for n in app._notifications if n.severity == "error"]
 
 
 @synchronous
@@ -149,9 +98,10 @@ async def test_filter_box(fx: tuple[Path, dict[str, str]]) -> None:
         await apply("linreg val_mse>=0.26")  # a bare model name
         assert set(row_ids(app)) == {ids["v1"], ids["v3"]}
         assert errors(app) == []
-        await apply("val_mse<oops")  # refused with a notification; the rows stay
+        app.apply_filter("val_mse<oops")  # refused with a notification; the rows and the filter stay
         await wait_for(pilot, lambda: bool(errors(app)))
         assert "val_mse" in errors(app)[-1]
+        assert app.filter_text == "linreg val_mse>=0.26" and set(row_ids(app)) == {ids["v1"], ids["v3"]}
         await pilot.press("slash", "escape")
         await wait_for(pilot, lambda: table_of(app).row_count == 6)
         assert app.filter_text == ""
@@ -451,7 +401,7 @@ async def test_missing_pieces_are_notifications_not_crashes(fx: tuple[Path, dict
         app.apply_filter("[bold]oops")  # markup-looking text is just text
         await wait_for(pilot, lambda: not app.loading and table_of(app).row_count == 0)
         app.apply_filter("")
-        await wait_for(pilot, lambda: table_of(app).row_count == 6)
+        await started(pilot, app)  # the rows and the first one's detail are back
         app.action_diff()  # nothing marked, m2 has a parent: diff parent -> m2 works
         await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen))
         await pilot.press("escape")

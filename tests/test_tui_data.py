@@ -13,8 +13,11 @@ from mvcdb.errors import MvcdbError
 from mvcdb.models import Version
 from mvcdb.tui.data import (
     build_lineage,
+    counted,
+    export_format,
     export_params,
     key_metrics,
+    metric_columns,
     order_key,
     parse_filter,
     plot_series,
@@ -93,6 +96,38 @@ def test_key_metrics_most_common_first() -> None:
         _v("c", metrics={"z": 1}),
     ]
     assert key_metrics(versions, limit=2) == ["loss", "acc"]
+
+
+def test_metric_columns_keep_their_places() -> None:
+    """A re-sort keeps every shown column in place (`o` then visits each column in turn); a new
+    filter keeps the order of the columns it keeps."""
+    both = [_v("a", metrics={"acc": 0.5, "loss": 0.1})] * 3
+    only_loss = [_v("b", metrics={"loss": 0.2})] * 4
+    assert metric_columns([], both + only_loss, keep=False) == ["loss", "acc"]
+    assert metric_columns(["loss", "acc"], both, keep=True) == ["loss", "acc"]  # a tie: acc first afresh
+    assert metric_columns(["acc", "loss"], only_loss, keep=True) == ["acc", "loss"]
+    assert metric_columns(["acc", "loss"], only_loss, keep=False) == ["loss"]
+    assert metric_columns(["acc"], [*only_loss, _v("c", metrics={"f1": 1})], keep=True) == [
+        "acc",
+        "loss",
+        "f1",
+    ]
+    assert metric_columns(["acc", "loss"], [], keep=False) == ["acc", "loss"]  # no rows: columns stay
+
+
+def test_export_format_follows_a_known_extension() -> None:
+    """As `mvcdb restore -o`: the extension decides; the chosen format only for other names."""
+    assert export_format("out/model.SafeTensors", "npz") == "safetensors"
+    assert export_format(" model.npz ", "safetensors") == "npz"
+    assert export_format("model.bin", "safetensors") == "safetensors"
+
+
+def test_counted_is_singular_for_one() -> None:
+    assert [counted(1, "tensor"), counted(2, "tensor"), counted(1_200, "version", True)] == [
+        "1 tensor",
+        "2 tensors",
+        "1,200+ versions",
+    ]
 
 
 def test_plot_series_thins_and_norms() -> None:

@@ -1,18 +1,91 @@
-"""A small deterministic database for the TUI tests: fixed times and author, so ids are fixed too."""
+"""For the TUI tests: a small deterministic database (fixed times and author, so ids are fixed too)
+and the helpers that drive the app with its pilot. Textual is imported lazily: a test module skips
+itself (pytest.importorskip) when textual is missing, after importing this."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
+import io
 import itertools
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import numpy as np
 
 import mvcdb
 
+if TYPE_CHECKING:
+    from textual.pilot import Pilot
+
+    from mvcdb.tui.app import MvcdbApp
+    from mvcdb.tui.components.versions_table import VersionsTable
+
 AUTHOR = "ada"
+#: The terminal size the pilot tests run in.
+SIZE = (120, 36)
+
+
+def synchronous(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test with asyncio.run (no pytest async plugin needed)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+async def wait_for(pilot: Pilot[None], check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Let the app run until check() holds (workers and timers included), or fail."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("the app did not reach the expected state in time")
+        await pilot.pause(0.05)
+
+
+def table_of(app: MvcdbApp) -> VersionsTable:
+    """The main screen's versions table (whatever screen is on top)."""
+    from mvcdb.tui.components.versions_table import VersionsTable
+
+    return app.screen_stack[0].query_one("#versions", VersionsTable)
+
+
+def row_ids(app: MvcdbApp) -> list[str]:
+    """The full ids of the table's rows, top to bottom."""
+    return [str(row.key.value) for row in table_of(app).ordered_rows]
+
+
+async def started(pilot: Pilot[None], app: MvcdbApp, rows: int = 6) -> None:
+    """Wait for the first page of rows and the first version's detail."""
+    await wait_for(pilot, lambda: table_of(app).row_count == rows and app.current_version is not None)
+
+
+async def select(pilot: Pilot[None], app: MvcdbApp, version_id: str) -> None:
+    """Move the table cursor onto a version and wait for its detail."""
+    table = table_of(app)
+    table.focus()
+    table.move_cursor(row=table.get_row_index(version_id))
+    await wait_for(pilot, lambda: app.current_version is not None and app.current_version.id == version_id)
+
+
+def text_of(widget: Any) -> str:
+    """What a Static shows, as plain text."""
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(widget.content)
+    return console.export_text()
+
+
+def errors(app: MvcdbApp) -> list[str]:
+    """The messages of the error notifications shown so far."""
+    return [n.message for n in app._notifications if n.severity == "error"]
 
 
 @contextlib.contextmanager

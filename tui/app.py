@@ -31,11 +31,12 @@ from .data import (
     PAGE_SIZE,
     Detail,
     Lineage,
+    counted,
     export_params,
-    key_metrics,
     load_detail,
     load_lineage,
     load_page,
+    metric_columns,
     model_names,
     order_key,
     param_norms,
@@ -56,8 +57,8 @@ MAX_RELOAD_ROWS = 20 * PAGE_SIZE
 DESCENDING_FIRST = {"when"}
 #: Below this many terminal rows the trajectory chart is hidden (sparklines remain).
 COMPACT_HEIGHT = 30
-#: Actions bound on the main screen only (help works everywhere).
-MAIN_ACTIONS = {action for _, action, _, _, _ in MAIN_KEYS if action != "help"}
+#: Actions bound on the main screen only (help works everywhere; escape also clears the filter).
+MAIN_ACTIONS = {action for _, action, _, _, _ in MAIN_KEYS if action != "help"} | {"clear_filter"}
 FILTER_HINT = "filter: val_loss<0.2 model=linreg tag=production author=bob words (enter applies, esc clears)"
 
 
@@ -74,6 +75,7 @@ class MvcdbApp(App[None]):
     TITLE = "mvcdb"
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         *main_bindings(),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
     COMMANDS = App.COMMANDS | {MvcdbCommands}
     #: Seconds between checks for versions recorded by other processes.
@@ -91,6 +93,10 @@ class MvcdbApp(App[None]):
         self.sub_title = self.db_path.name
         self.where: list[str] = []
         self.filter_text = ""
+        #: A filter asked for whose rows have not arrived yet (where, text): adopted once they do.
+        self._pending_filter: tuple[list[str], str] | None = None
+        #: The filter the metric columns were chosen for (None: none chosen yet).
+        self._columns_where: list[str] | None = None
         self.models: list[str] = []
         self.more = False
         self.loading = False
@@ -142,6 +148,8 @@ class MvcdbApp(App[None]):
         """The main screen's keys act only there (a diff or SQL screen has keys of its own)."""
         if action in MAIN_ACTIONS and len(self.screen_stack) > 1:
             return False
+        if action == "clear_filter":
+            return self._filter_shown()  # else escape does what it would without the binding
         return True
 
     def on_unmount(self) -> None:
@@ -163,7 +171,8 @@ class MvcdbApp(App[None]):
         self.loading = True
         order = self.order_by() or "-created_at"
         limit = max(PAGE_SIZE, min(keep_rows, MAX_RELOAD_ROWS))
-        self._load_rows(self._generation, list(self.where), order, 0, limit)
+        where = self._pending_filter[0] if self._pending_filter else self.where
+        self._load_rows(self._generation, list(where), order, 0, limit)
         self._update_status()
 
     def load_more(self) -> None:
@@ -182,7 +191,7 @@ class MvcdbApp(App[None]):
         except Exception as exc:  # noqa: BLE001 - a bad filter or an unreadable file: say so
             self.call_from_thread(self._rows_failed, generation, str(exc))
             return
-        self.call_from_thread(self._apply_rows, generation, offset, limit, versions)
+        self.call_from_thread(self._apply_rows, generation, where, offset, limit, versions)
         if offset == 0:
             try:
                 names = model_names(self.db_path)
@@ -191,20 +200,32 @@ class MvcdbApp(App[None]):
             self.call_from_thread(setattr, self, "models", names)
 
     def _rows_failed(self, generation: int, message: str) -> None:
+        """Say why; a new filter that failed is not adopted (the rows, status and filter stay)."""
         if generation == self._generation:
             self.loading = False
+            if self._pending_filter is not None:
+                self._pending_filter = None
+                box = self.query_one("#filter", FilterInput)
+                box.add_class("shown")
+                box.focus()  # its text, to correct
         self.notify(message, title="cannot list versions", severity="error", markup=False)
         self._update_status()
 
-    def _apply_rows(self, generation: int, offset: int, limit: int, versions: list[Version]) -> None:
+    def _apply_rows(
+        self, generation: int, where: list[str], offset: int, limit: int, versions: list[Version]
+    ) -> None:
         if generation != self._generation:
             return  # an older query: a newer filter or sort has been asked for since
         table = self.table
         self.more = len(versions) == limit
         self.loading = False
         if offset == 0:
+            if self._pending_filter is not None:
+                self.where, self.filter_text = self._pending_filter
+                self._pending_filter = None
             keep = self.current_id
-            metrics = key_metrics(versions) if versions else table.metric_names
+            metrics = metric_columns(table.metric_names, versions, keep=where == self._columns_where)
+            self._columns_where = where
             if metrics != table.metric_names:
                 table.set_columns(metrics)
             else:
@@ -220,14 +241,14 @@ class MvcdbApp(App[None]):
                     self.select_version(selected, source="table", force=self._file_changed)
                 self._file_changed = False
             else:
-                self.detail.show_loading("")
+                self._clear_selection()
         else:
             table.add_versions(versions)
         self._update_status()
 
     def _update_status(self) -> None:
         table = self.table
-        parts = [f"{table.row_count:,}{'+' if self.more else ''} versions"]
+        parts = [counted(table.row_count, "version", self.more)]
         if self.filter_text:
             parts.append(f"filter: {self.filter_text}")
         label = table.sort_column or "when"
@@ -260,6 +281,15 @@ class MvcdbApp(App[None]):
         # Only the user's own moves in the tree lead; rebuilding the tree also moves its cursor.
         if event.node.data and self.lineage.has_focus:
             self.select_version(event.node.data, source="tree")
+
+    def _clear_selection(self) -> None:
+        """No row is shown: no version is selected (e and t refuse) and the detail pane is empty.
+        A row shown again is then a new selection, so its detail loads even with the same id."""
+        self.current_id = None
+        self.current_version = None
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+        self.detail.clear()
 
     def select_version(self, version_id: str, *, source: str, force: bool = False) -> None:
         """Show a version in every pane; the pane it came from is already there."""
@@ -360,20 +390,29 @@ class MvcdbApp(App[None]):
         self.apply_filter(event.value)
 
     def apply_filter(self, text: str) -> None:
-        """Filter the table by the filter box's language (see data.parse_filter)."""
+        """Filter the table by the filter box's language (see data.parse_filter).
+
+        The filter becomes the table's (status line, refreshes, sorts) only once its rows arrive:
+        one the query refuses (`val_mse<abc`) is reported once and the previous filter stays.
+        """
         try:
             where = parse_filter(text, self.models)
         except MvcdbError as exc:
             self.notify(str(exc), title="filter", severity="error", markup=False)
             return
-        self.where, self.filter_text = where, text.strip()
+        self._pending_filter = (where, text.strip())
         box = self.query_one("#filter", FilterInput)
-        box.value = self.filter_text
-        box.set_class(bool(self.filter_text), "shown")
+        box.value = text.strip()
+        box.set_class(bool(box.value), "shown")
         self.table.focus()
         self.reload()
 
+    def _filter_shown(self) -> bool:
+        """Whether a filter is applied, asked for or open in its box: escape has one to clear."""
+        return bool(self.filter_text or self._pending_filter or self.query("#filter.shown"))
+
     def action_clear_filter(self) -> None:
+        """Clear the filter (escape, in the filter box or anywhere on the main screen)."""
         self.apply_filter("")
 
     def action_sort_next(self) -> None:
@@ -445,7 +484,17 @@ class MvcdbApp(App[None]):
 
         self.push_screen(DiffScreen(self.db_path, a, b))
 
+    def _highlighted(self) -> str | None:
+        """The highlighted version's id; None, said in a warning, when no row is shown."""
+        version_id = self.table.id_at_cursor()
+        if version_id is None:
+            self.notify("No version selected.", severity="warning")
+        return version_id
+
     def _need_version(self) -> Version | None:
+        """The highlighted version once its detail has loaded (what t and e act on), else None."""
+        if self._highlighted() is None:
+            return None
         version = self.current_version
         if version is None or version.id != self.current_id:
             self.notify("No version selected yet.", severity="warning")
@@ -541,9 +590,8 @@ class MvcdbApp(App[None]):
 
     def action_copy_id(self) -> None:
         """Copy the highlighted version's full id."""
-        version_id = self.table.id_at_cursor()
+        version_id = self._highlighted()
         if version_id is None:
-            self.notify("No version selected.", severity="warning")
             return
         self.copy_to_clipboard(version_id)
         self.notify(version_id, title="copied id", markup=False)
@@ -558,7 +606,7 @@ class MvcdbApp(App[None]):
         """Show the key table and a short guide."""
         from .components.help_screen import HelpScreen
 
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(self.POLL_SECONDS))
 
     def action_refresh(self) -> None:
         self.refresh_data()

@@ -137,6 +137,26 @@ def key_metrics(versions: Sequence[Version], limit: int = MAX_METRIC_COLUMNS) ->
     return [n for n, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:limit]
 
 
+def metric_columns(shown: Sequence[str], versions: Sequence[Version], *, keep: bool) -> list[str]:
+    """The metric columns for a fresh first page: the shown ones first, in their order, then new ones.
+
+    keep (a re-sort or a refresh of the same filter): every shown column stays, new names fill the
+    free places; else (a new filter) only the shown ones among the page's most common stay. Either
+    way a column never moves, so `o` steps through each column in turn instead of bouncing between
+    two metrics whose counts swap from one sorted page to the next. No rows: the columns stay.
+    """
+    if not versions:
+        return list(shown)
+    common = key_metrics(versions)
+    base = list(shown) if keep else [name for name in shown if name in common]
+    return (base + [name for name in common if name not in base])[:MAX_METRIC_COLUMNS]
+
+
+def counted(n: int, noun: str, more: bool = False) -> str:
+    """'1 version', '2 versions', '200+ versions' (more: there are more than n)."""
+    return f"{n:,}{'+' if more else ''} {noun}{'' if n == 1 and not more else 's'}"
+
+
 def when_text(moment: datetime) -> str:
     """A version's creation time, absolute (stable on screen and in snapshots)."""
     return moment.strftime("%Y-%m-%d %H:%M")
@@ -324,6 +344,13 @@ def set_tag(path: str | Path, version_id: str, name: str) -> Version:
 
 
 EXPORT_FORMATS = tuple(FORMATS.values())
+
+
+def export_format(dest: str, chosen: str) -> str:
+    """The format to write dest in: its extension's when it has a known one (as `mvcdb restore -o`
+    decides), else the chosen one. 'model.safetensors' with npz chosen is safetensors, never a ZIP
+    under a .safetensors name."""
+    return FORMATS.get(Path(dest.strip()).suffix.lower(), chosen)
 
 
 def export_params(path: str | Path, version_id: str, dest: str | Path, fmt: str, *, overwrite: bool) -> Path:

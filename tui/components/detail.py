@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Label, Select, Static
 
-from ..data import Detail, metric_text, short, size_text, sparkline
+from ..data import Detail, counted, metric_text, short, size_text, sparkline
 from .chart import TrajectoryChart
 
 #: Metadata longer than this (as indented JSON) is cut, with a note.
@@ -43,11 +43,18 @@ class DetailPane(VerticalScroll):
 
     def show_loading(self, version_id: str) -> None:
         """Say which version is loading, in the border only (no relayout while the cursor moves)."""
-        self.border_subtitle = f"loading {short(version_id)} …" if version_id else ""
-        if not version_id:
-            self.detail = None
-            self.border_title = "detail"
-            self.query_one("#info", Static).update("No version selected.")
+        self.border_subtitle = f"loading {short(version_id)} …"
+
+    def clear(self) -> None:
+        """Show no version: no facts, parameters, series or chart of the one shown before."""
+        self.detail = None
+        self.border_title = "detail"
+        self.border_subtitle = ""
+        self.query_one("#info", Static).update("No version selected.")
+        self.query_one("#params", DataTable).clear()
+        self._series_names = []
+        self.query_one("#series", Select).set_options([])
+        self.query_one(TrajectoryChart).blank("")
 
     def show(self, detail: Detail) -> None:
         """Fill every part of the pane from a freshly loaded Detail."""
@@ -127,7 +134,7 @@ class DetailPane(VerticalScroll):
         if len(detail.children) > 8:
             kids += f" … ({len(detail.children)} in all)"
         row("children", kids or "—")
-        row("params", f"{len(detail.tensors)} tensors, {size_text(v.params_bytes)}")
+        row("params", f"{counted(len(detail.tensors), 'tensor')}, {size_text(v.params_bytes)}")
         if not v.metrics:
             row("metrics", "—")
         width = max((len(n) for n in v.metrics), default=0)

@@ -15,7 +15,7 @@ from textual.worker import get_current_worker
 
 from mvcdb.models import TagMove, Version
 
-from ..data import EXPORT_FORMATS, short, tag_state, when_text
+from ..data import EXPORT_FORMATS, export_format, short, tag_state, when_text
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -156,9 +156,14 @@ class ExportScreen(ModalScreen[tuple[str, str] | None]):
     def _format_changed(self, event: Select.Changed) -> None:
         """Keep the file's suffix in step with the chosen format."""
         path_input = self.query_one("#export-path", Input)
-        path = Path(path_input.value)
-        if isinstance(event.value, str) and path.suffix in (".npz", ".safetensors"):
-            path_input.value = str(path.with_suffix("." + event.value))
+        if isinstance(event.value, str) and export_format(path_input.value, event.value) != event.value:
+            path_input.value = str(Path(path_input.value).with_suffix("." + event.value))
+
+    @on(Input.Changed, "#export-path")
+    def _path_changed(self, event: Input.Changed) -> None:
+        """And the format in step with a typed .npz or .safetensors name (as `mvcdb restore -o`)."""
+        select: Select[str] = self.query_one("#export-format", Select)
+        select.value = export_format(event.value, str(select.value))
 
     @on(Input.Submitted, "#export-path")
     @on(Button.Pressed, "#ok")
@@ -168,7 +173,7 @@ class ExportScreen(ModalScreen[tuple[str, str] | None]):
         if not path:
             self.notify("Type a file name.", severity="warning")
             return
-        self.dismiss((path, str(fmt)))
+        self.dismiss((path, export_format(path, str(fmt))))
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

@@ -25,7 +25,8 @@ the messages. `escape` clears the filter.
 
 ## Elsewhere
 `escape` closes a screen or dialog; `ctrl+p` opens the command palette with every action.
-Versions recorded by other processes appear within about two seconds.
+Versions recorded by other processes appear by themselves: the file is checked for commits every
+{poll} s and the table reloads when there are new ones.
 """
 
 
@@ -34,9 +35,19 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
 
+    def __init__(self, poll_seconds: float) -> None:
+        """poll_seconds: how often the app looks for changes (MvcdbApp.POLL_SECONDS), said in the guide."""
+        super().__init__()
+        self.poll_seconds = poll_seconds
+
     def compose(self) -> ComposeResult:
         rows = "\n".join(f"| `{key_label(k)}` | {help_text} |" for k, _, _, _, help_text in MAIN_KEYS)
-        text = "# mvcdb tui — keys\n\n| key | does |\n|---|---|\n" + rows + "\n" + _ABOUT
+        text = (
+            "# mvcdb tui — keys\n\n| key | does |\n|---|---|\n"
+            + rows
+            + "\n"
+            + _ABOUT.format(poll=f"{self.poll_seconds:g}")
+        )
         with VerticalScroll(id="help-box"):
             yield Markdown(text, id="help-text")
 
