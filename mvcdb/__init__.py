@@ -68,7 +68,7 @@ def __getattr__(name: str) -> Any:
 
 
 def open(  # noqa: A001 - the natural name, like io.open / sqlite3.connect
-    path: str | os.PathLike[str] | None = None,
+    path: str | bytes | os.PathLike[str] | None = None,
     *,
     readonly: bool = False,
     chunk_size: int | None = None,

@@ -14,7 +14,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
 
@@ -35,10 +35,10 @@ from .errors import IntegrityError, MvcdbError, NotAnMvcdbFileError, ReadOnlyErr
 from .manifest import encode as encode_manifest
 from .manifest import version_id
 from .models import TagMove, TensorInfo, Version, VersionList, finish_pending, load_versions, tensor_infos
-from .refs import check_model_name, check_tag_name, resolve_vid
+from .refs import check_model_name, check_tag_name, ref_list, resolve_vid, tag_list
 from .run import Run
 from .tensors import from_storage, normalize_params
-from .timeutil import now_text, parse_text, to_text
+from .timeutil import now_text, parse_text, parse_when, to_text
 from .trajectory import STEP, aligned, from_mapping
 
 if TYPE_CHECKING:
@@ -85,17 +85,34 @@ def resolve_model_args(
     return model_name, params_from_object(model)
 
 
+def as_path(value: object, what: str) -> Path:
+    """A file path argument (str, bytes or os.PathLike) as a Path; MvcdbError for anything else."""
+    if isinstance(value, bytes):
+        value = os.fsdecode(value)
+    if not isinstance(value, (str, os.PathLike)):
+        raise MvcdbError(f"{what} must be a file path, got {type(value).__name__}")
+    return Path(value)
+
+
+class _ClosedConnection:
+    """What a closed Database reads through: any use raises the same clear MvcdbError that
+    writes raise (not sqlite3's ProgrammingError from wherever the read happened)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise MvcdbError("the database is closed")
+
+
 class Database:
     """An open mvcdb file. Use as a context manager, or call close() to checkpoint and release it."""
 
     def __init__(
         self,
-        path: str | os.PathLike[str] | None = None,
+        path: str | bytes | os.PathLike[str] | None = None,
         *,
         readonly: bool = False,
         chunk_size: int | None = None,
     ) -> None:
-        self.path = Path(path) if path is not None else default_path()
+        self.path = as_path(path, "path") if path is not None else default_path()
         kind = sniff(self.path)
         if kind == "missing" and readonly:
             raise MvcdbError(f"{self.path} does not exist")
@@ -170,6 +187,7 @@ class Database:
         if not self.readonly:
             checkpoint(self.conn)  # waits briefly at most: with others busy, the last closer does it
         self.conn.close()
+        self.conn = self.store.conn = cast(sqlite3.Connection, _ClosedConnection())
 
     def __enter__(self) -> Database:
         return self
@@ -270,15 +288,14 @@ class Database:
     ) -> Version:
         self._check_writable()
         check_model_name(model)
-        if not isinstance(message, str):
-            raise MvcdbError(f"message must be a string, got {type(message).__name__}")
-        tag_names = [check_tag_name(t) for t in ([tags] if isinstance(tags, str) else tags)]
+        recording.check_message(message)
+        tag_names = tag_list(tags)
         arrays = normalize_params(params)
         metric_values = recording.normalize_metrics(metrics)
         meta_text = recording.metadata_json(metadata)
         if parent is not None and parents is not None:
             raise MvcdbError("pass either parent= or parents=, not both")
-        parent_refs = [parent] if parent is not None else list(parents or [])
+        parent_refs = [parent] if parent is not None else ref_list(parents, "parents")
         logical = sum(a.nbytes for a in arrays.values())
         logical += sum(a.nbytes for a in (trajectory or {}).values())
         # A small version is written in one transaction (one commit instead of two; its parent
@@ -549,7 +566,7 @@ class Database:
         author: str | None = None,
         since: datetime | str | None = None,
         until: datetime | str | None = None,
-        where: str | Sequence[str] | None = None,
+        where: str | Iterable[str] | None = None,
         order_by: str | None = None,
         limit: int | None = None,
         offset: int = 0,
@@ -561,7 +578,7 @@ class Database:
 
         Args:
             model / tag / author: exact matches.
-            since / until: datetimes or ISO-8601 strings (UTC if naive).
+            since / until: datetimes, ISO-8601 strings (UTC if naive), or '30m', '12h', '7d', '2w' ago.
             where: conditions like "metrics.val_loss < 0.2" or "metadata.train_set = 'a.csv'".
             order_by: "created_at", "metrics.NAME", "metadata.PATH", "model"; prefix '-' for
                 descending (metrics sort ascending by default: best loss first).
@@ -575,8 +592,8 @@ class Database:
             model=model,
             tag=tag,
             author=author,
-            since=to_text(since) if since is not None else None,
-            until=to_text(until) if until is not None else None,
+            since=to_text(parse_when(since, "since")) if since is not None else None,
+            until=to_text(parse_when(until, "until")) if until is not None else None,
             where=where,
             order_by=order_by,
             limit=limit,
@@ -745,7 +762,7 @@ class Database:
         """Copy every version, chunk, tag and tag move of another mvcdb file that this one lacks."""
         from .merge import merge
 
-        return merge(self, other, theirs=theirs, progress=progress)
+        return merge(self, as_path(other, "the file to merge"), theirs=theirs, progress=progress)
 
     def export(
         self,
@@ -757,7 +774,7 @@ class Database:
         """Write a small self-contained .db with the chosen versions and all their ancestors."""
         from .merge import export
 
-        return export(self, refs, path, progress=progress)
+        return export(self, ref_list(refs, "refs"), as_path(path, "the bundle path"), progress=progress)
 
     # -- team remotes (mvcdb/remote/) ------------------------------------------------------------
 

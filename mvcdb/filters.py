@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +32,16 @@ def _value(text: str) -> Any:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1]
     try:
-        return int(text)
+        number = int(text)
     except ValueError:
         pass
+    else:  # past SQLite's 64-bit integers, a float compares the same (and can be bound)
+        if -(2**63) <= number < 2**63:
+            return number
+        try:
+            return float(number)
+        except OverflowError:
+            return math.inf if number > 0 else -math.inf
     try:
         return float(text)
     except ValueError:
@@ -156,7 +163,7 @@ def select_vids(
     author: str | None = None,
     since: str | None = None,
     until: str | None = None,
-    where: str | Sequence[str] | None = None,
+    where: str | Iterable[str] | None = None,
     order_by: str | None = None,
     limit: int | None = None,
     offset: int = 0,
@@ -187,7 +194,14 @@ def select_vids(
             if probe is not None:
                 probes.append((probe, [value]))
     metrics: list[_Metric] = []
-    for cond in [where] if isinstance(where, str) else list(where or []):
+    given: object = [] if where is None else [where] if isinstance(where, str) else where
+    items = list(given) if isinstance(given, Iterable) else [given]
+    conditions = [c for c in items if isinstance(c, str)]
+    if len(conditions) != len(items):
+        raise MvcdbError(f"where must be a condition string or a list of them, got {where!r}")
+    if order_by is not None and not isinstance(order_by, str):
+        raise MvcdbError(f"order_by must be a string such as '-created_at', got {order_by!r}")
+    for cond in conditions:
         parsed = _parse_condition(cond)
         if isinstance(parsed, _Metric):
             metrics.append(parsed)

@@ -557,6 +557,8 @@ def gc(db: Database, progress: Progress | None = None) -> GcReport:
     clear "record again" error instead of storing an incomplete version.
     """
     db._check_writable()
+    if db.conn.in_transaction:  # VACUUM cannot run in a transaction: refuse before deleting anything
+        raise MvcdbError("gc cannot run inside db.batch(): compacting the file needs no open transaction")
     before = file_bytes(db.path)
     steps = 3
 

@@ -21,6 +21,7 @@ from .dtypes import name_of
 from .errors import MvcdbError
 from .models import Version
 from .tensors import check_name, shape_json, to_storage
+from .text import check_unicode
 from .timeutil import parse_text
 
 
@@ -34,14 +35,24 @@ def normalize_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     for name, value in metrics.items():
         check_name(name, "metric name")
         if type(value) is float:  # the common case, without the slower checks below
-            out[name] = value
+            out[name] = value + 0.0  # -0.0 -> 0.0: SQLite's REAL column keeps no negative zero
             continue
-        if isinstance(value, np.ndarray) and value.ndim == 0:
+        if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # numpy, torch, jax 0-d
             value = value.item()
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise MvcdbError(f"metric {name!r} must be a real number, got {type(value).__name__}")
-        out[name] = float(value)
+        try:
+            out[name] = float(value) + 0.0
+        except OverflowError:
+            raise MvcdbError(f"metric {name!r} is too large for a float ({len(str(value))} digits)") from None
     return dict(sorted(out.items()))
+
+
+def check_message(message: object) -> str:
+    """A version's message: any str that is valid Unicode text."""
+    if not isinstance(message, str):
+        raise MvcdbError(f"message must be a string, got {type(message).__name__}")
+    return check_unicode(message, "message")
 
 
 def _json_default(obj: Any) -> Any:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Iterable
+from typing import Any
 
 from .errors import MvcdbError, RefError
 
@@ -39,6 +41,27 @@ def check_tag_name(name: object) -> str:
     if HEX_RE.match(name.lower()):  # refs match id prefixes ignoring case
         raise MvcdbError(f"invalid tag name {name!r}: it would be mistaken for a version id prefix")
     return name
+
+
+def tag_list(tags: object) -> list[str]:
+    """A tags= argument as checked names: one name, or an iterable of names."""
+    if isinstance(tags, str):
+        return [check_tag_name(tags)]
+    if not isinstance(tags, Iterable):
+        raise MvcdbError(f"tags must be a tag name or a list of names, got {type(tags).__name__}")
+    return [check_tag_name(t) for t in tags]
+
+
+def ref_list(refs: object, what: str) -> list[Any]:
+    """A refs argument (parents=, export's versions) as a list: None is none, one ref (a string
+    or a Version) is one, not its characters; else an iterable of refs."""
+    if refs is None:
+        return []
+    if isinstance(refs, str) or isinstance(getattr(refs, "id", None), str):
+        return [refs]
+    if not isinstance(refs, Iterable):
+        raise MvcdbError(f"{what} must be a ref or a list of refs, got {type(refs).__name__}")
+    return list(refs)
 
 
 def split_ref(ref: str) -> tuple[str, int]:

@@ -302,6 +302,10 @@ def execute_readonly(
         if cause is not None and "user-defined function raised exception" in text:
             raise MvcdbError(f"SQL function error: {cause}") from None
         raise MvcdbError(f"SQL error: {text}") from None
+    except OverflowError:  # binding an int past 64 bits
+        raise MvcdbError("SQL parameter out of range: integers must fit 64 bits (pass a float)") from None
+    except (TypeError, ValueError) as exc:  # a parameter of a type sqlite3 cannot bind, or bad params
+        raise MvcdbError(f"SQL parameters: {exc}") from None
     finally:
         conn.set_authorizer(None)
 

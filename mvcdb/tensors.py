@@ -17,7 +17,7 @@ import numpy as np
 from .dtypes import EXTENSION_ITEMSIZE, bits_dtype, from_bits, name_of
 from .errors import MvcdbError
 from .frameworks import framework_of
-from .text import CONTROL_RE
+from .text import CONTROL_RE, check_unicode
 
 NUMERIC_KINDS = frozenset("biufc")
 MAX_NAME_LENGTH = 1024
@@ -29,8 +29,10 @@ def check_name(name: object, what: str = "tensor name") -> str:
         raise MvcdbError(f"{what} must be a string, got {type(name).__name__}")
     if not name or len(name) > MAX_NAME_LENGTH:
         raise MvcdbError(f"{what} must be 1..{MAX_NAME_LENGTH} characters, got {len(name)}")
-    if not name.isprintable() and CONTROL_RE.search(name):  # isprintable: the fast common case
-        raise MvcdbError(f"{what} {name!r} contains control characters")
+    if not name.isprintable():  # the fast common case skips both searches
+        if CONTROL_RE.search(name):
+            raise MvcdbError(f"{what} {name!r} contains control characters")
+        check_unicode(name, what)
     return name
 
 

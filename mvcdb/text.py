@@ -1,14 +1,26 @@
-"""Control characters in text from users and files: found (names refuse them) or flattened (author
-stamps and printed table cells, where a tab or newline would split a row)."""
+"""Text from users and files: control characters found (names refuse them) or flattened (author
+stamps and printed table cells, where a tab or newline would split a row), and lone surrogates
+(not Unicode text at all: SQLite and msgpack cannot store them) refused."""
 
 from __future__ import annotations
 
 import re
 
+from .errors import MvcdbError
+
 #: ASCII control characters, tab and newline included.
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
+#: Lone UTF-16 surrogates: what Python decodes undecodable bytes to (surrogateescape).
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 def without_controls(text: str) -> str:
     """text with each run of control characters replaced by one space."""
     return CONTROL_RE.sub(" ", text) if not text.isprintable() else text
+
+
+def check_unicode(text: str, what: str) -> str:
+    """text, or MvcdbError if it holds a lone surrogate (it cannot be encoded as UTF-8)."""
+    if not text.isprintable() and _SURROGATE_RE.search(text):  # isprintable: the fast common case
+        raise MvcdbError(f"{what} {text!r} is not valid Unicode text (a lone surrogate)")
+    return text

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+
+from .errors import MvcdbError
 
 _AFTER_YEAR = "-%m-%dT%H:%M:%S.%fZ"
 _FORMAT = "%Y" + _AFTER_YEAR
@@ -49,3 +52,37 @@ def to_text(moment: datetime | str) -> str:
     moment = moment.astimezone(timezone.utc)
     # the year by hand: strftime's %Y drops leading zeros below 1000, and times compare as text
     return f"{moment.year:04d}{moment.strftime(_AFTER_YEAR)}"
+
+
+_RELATIVE_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_when(value: datetime | str, what: str = "time", now: datetime | None = None) -> datetime:
+    """A datetime (naive = UTC), an ISO date or time ('2026-01-31', '2026-01-31T12:00', with a
+    zone or 'Z'), or a relative '30s', '30m', '12h', '7d', '2w' (that long ago), as an aware UTC
+    datetime. MvcdbError for anything else, or a time outside the years 1-9999 in UTC (so no
+    OverflowError surfaces later)."""
+    try:
+        if isinstance(value, datetime):
+            moment = value
+        elif isinstance(value, str):
+            match = _RELATIVE_RE.match(value)
+            if match:
+                amount, unit = int(match.group(1)), match.group(2)
+                moment = (now or datetime.now(timezone.utc)) - timedelta(**{_UNITS[unit]: amount})
+            else:
+                moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        else:
+            raise MvcdbError(f"{what} must be a datetime or a string, got {type(value).__name__}")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc)
+    except ValueError:
+        raise MvcdbError(
+            f"{what} {value!r} is not a date: use 2026-01-31, 2026-01-31T12:00, or 30m/12h/7d/2w ago"
+        ) from None
+    except OverflowError:
+        raise MvcdbError(
+            f"{what} {value!r} is out of range: use a time between the years 1 and 9999 (UTC)"
+        ) from None

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import click
@@ -14,34 +13,16 @@ from .output import console, emit_json, emit_table, format_metrics, format_time,
 if TYPE_CHECKING:
     from mvcdb.models import Version
 
-_RELATIVE_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:
-    """'2026-01-31', '2026-01-31T12:00', ISO with zone, or relative '30m', '12h', '7d', '2w' (ago).
+    """mvcdb.timeutil.parse_when for a command-line value: click.BadParameter instead of MvcdbError."""
+    from mvcdb.errors import MvcdbError
+    from mvcdb.timeutil import parse_when as parse
 
-    Returns an aware UTC datetime. Raises click.BadParameter for text that is not a time, or a
-    time outside the years 1-9999 (in UTC), so the caller never meets an OverflowError later.
-    """
-    match = _RELATIVE_RE.match(text)
     try:
-        if match:
-            amount, unit = int(match.group(1)), match.group(2)
-            moment = (now or datetime.now(timezone.utc)) - timedelta(**{_UNITS[unit]: amount})
-        else:
-            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
-        return moment.astimezone(timezone.utc)
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not a date: use 2026-01-31, 2026-01-31T12:00, or 30m/12h/7d/2w ago"
-        ) from None
-    except OverflowError:
-        raise click.BadParameter(
-            f"{text!r} is out of range: use a time between the years 1 and 9999 (UTC)"
-        ) from None
+        return parse(text, now=now)
+    except MvcdbError as exc:
+        raise click.BadParameter(str(exc).removeprefix("time ")) from None
 
 
 class _When(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.2
