@@ -7,7 +7,8 @@ id it came under, decodes it strictly and checks what decoding leaves to the wri
 versions from their manifests alone — their chunks must already be stored locally — parents first,
 inside the caller's write transaction; `insert_versions` does it a batch per short transaction, so
 a version appears atomically and an interrupted copy resumes cleanly. Ids are content hashes, so a
-copy is a set union: versions already present are skipped.
+copy is a set union: versions already present are skipped. A version that comes back after rm
+--force gets back the edges its children here lost (`restore_edges`): their manifests name it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from . import manifest as manifest_mod
+from . import serial
 from .blobstore import StoredTensor
 from .connection import write_transaction
 from .errors import IntegrityError, MvcdbError
@@ -246,12 +248,22 @@ def chunk_rows(conn: sqlite3.Connection, hashes: Sequence[bytes]) -> dict[bytes,
 
 
 def insert_batch(
-    conn: sqlite3.Connection, versions: Sequence[IncomingVersion], *, allow_missing_parents: bool = False
+    conn: sqlite3.Connection,
+    versions: Sequence[IncomingVersion],
+    *,
+    allow_missing_parents: bool = False,
+    restored: list[tuple[str, str]] | None = None,
+    orphans: set[int] | None = None,
 ) -> list[str]:
     """Insert the rows of versions (parents first) inside the caller's write transaction.
 
     Versions already present are skipped; returns the ids inserted. A parent absent here is
-    skipped (its lineage edge left out) if allow_missing_parents, else IntegrityError.
+    skipped (its lineage edge left out) if allow_missing_parents, else IntegrityError. Versions
+    here that name an inserted version as a parent but lost the edge to it (rm --force removed
+    it) get the edge back in the same transaction (`restore_edges`), and (child id, parent id) of
+    each is appended to restored if given. orphans: the vids that may lack an edge, from
+    `incomplete_versions` before a copy of many batches (the batch adds those it inserts without
+    every parent); None looks them up now, a pass over every manifest.
 
     Raises:
         IntegrityError: a chunk a manifest names is not stored here (a stub row counts), or a
@@ -268,6 +280,7 @@ def insert_batch(
     parents = {p for v in versions for p in v.manifest.parents}
     vids = ids_to_vids(conn, sorted(parents | {v.id for v in versions}))
     added: list[str] = []
+    partial: set[int] = set()
     for v in versions:
         if v.id in vids:
             continue  # present already, or another process copied or recorded it meanwhile
@@ -296,13 +309,94 @@ def insert_batch(
             },
         )
         if not complete:  # keep each remaining parent at its manifest position
+            partial.add(vid)
             conn.executemany(
                 "INSERT INTO lineage (child, parent, position) VALUES (?, ?, ?)",
                 [(vid, parent, position) for position, parent in edges],
             )
         vids[v.id] = vid
         added.append(v.id)
+    if orphans is not None:
+        orphans |= partial
+    if added:
+        edges_back = restore_edges(conn, {i: vids[i] for i in added}, among=orphans)
+        if restored is not None:
+            restored += edges_back
     return added
+
+
+#: The manifest's "parents" key and the key packed right after its list (keys are sorted), and
+#: the packed size of one parent id: what `_MAYBE_INCOMPLETE` looks for in the manifest bytes.
+_PARENTS_KEY = serial.pack("parents")
+_NEXT_KEY = serial.pack("tensors")
+_PARENT_BYTES = len(serial.pack("0" * 64))
+
+#: Versions whose lineage rows may not cover every parent their manifest names: all but those whose
+#: canonical manifest shows a parents list exactly as long as their rows (a fixarray header of
+#: 0x90 + count, then that many ids, then the next key). A superset: a version with 16 or more
+#: parents, or whose manifest is packed otherwise, is listed too and decoded by the caller.
+_MAYBE_INCOMPLETE = """
+SELECT vid, id, manifest FROM (
+    SELECT v.vid, v.id, v.manifest, instr(v.manifest, :key) + length(:key) AS at,
+        (SELECT count(*) FROM lineage l WHERE l.child = v.vid) AS edges
+    FROM versions v
+)
+WHERE hex(substr(manifest, at, 1)) != printf('%02X', 144 + edges)
+    OR substr(manifest, at + 1 + :size * edges, length(:next)) != :next
+"""
+
+
+def _maybe_incomplete(conn: sqlite3.Connection) -> list[tuple[int, str, bytes]]:
+    return conn.execute(
+        _MAYBE_INCOMPLETE, {"key": _PARENTS_KEY, "next": _NEXT_KEY, "size": _PARENT_BYTES}
+    ).fetchall()
+
+
+def incomplete_versions(conn: sqlite3.Connection) -> set[int]:
+    """Vids of the versions here that may lack a lineage edge to a parent their manifest names
+    (a superset, found in one pass over the manifests without decoding them): what `insert_batch`
+    needs to check when versions arrive, looked up once for a copy of many batches."""
+    return {int(r[0]) for r in _maybe_incomplete(conn)}
+
+
+def restore_edges(
+    conn: sqlite3.Connection, arrived: Mapping[str, int], *, among: Collection[int] | None = None
+) -> list[tuple[str, str]]:
+    """Give back the lineage edges versions here lost to parents that just arrived (inside the
+    caller's write transaction); return (child id, parent id) of each edge added.
+
+    rm --force deletes a version's edges to its children; when that version comes back (merge,
+    pull), each child's manifest, which names its parents by id in order, says which edges and at
+    which position to restore. arrived maps the id of each version just inserted to its vid;
+    among limits the children looked at to those vids (None: every version that may lack an
+    edge). A position that already has a row, or a manifest that does not decode (verify reports
+    it), is left alone.
+    """
+    if among is None:
+        rows = _maybe_incomplete(conn)
+    elif among:
+        rows = conn.execute(
+            "SELECT vid, id, manifest FROM versions WHERE vid IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(among)),),
+        ).fetchall()
+    else:
+        return []
+    found: list[tuple[str, str]] = []
+    for vid, child_id, blob in rows:
+        try:
+            parents = manifest_mod.decode(bytes(blob)).parents
+        except MvcdbError:
+            continue
+        if not any(p in arrived for p in parents):
+            continue
+        have = {int(r[0]) for r in conn.execute("SELECT position FROM lineage WHERE child = ?", (vid,))}
+        edges = [(position, p) for position, p in enumerate(parents) if p in arrived and position not in have]
+        conn.executemany(
+            "INSERT INTO lineage (child, parent, position) VALUES (?, ?, ?)",
+            [(vid, arrived[p], position) for position, p in edges],
+        )
+        found += [(str(child_id), p) for _, p in edges]
+    return found
 
 
 def insert_versions(
@@ -311,17 +405,23 @@ def insert_versions(
     *,
     batch: int = 200,
     allow_missing_parents: bool = False,
+    restored: list[tuple[str, str]] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
     """insert_batch over versions (parents first), a batch per write transaction of its own.
 
-    Returns the ids inserted; progress(n) is called after each batch of n versions.
+    Returns the ids inserted; progress(n) is called after each batch of n versions. Restored
+    edges are appended to restored as by insert_batch; the versions that may need one are looked
+    up once, not a pass over every manifest per batch.
     """
     added: list[str] = []
+    orphans = incomplete_versions(conn)
     for start in range(0, len(versions), batch):
         part = versions[start : start + batch]
         with write_transaction(conn):
-            added += insert_batch(conn, part, allow_missing_parents=allow_missing_parents)
+            added += insert_batch(
+                conn, part, allow_missing_parents=allow_missing_parents, restored=restored, orphans=orphans
+            )
         if progress is not None:
             progress(len(part))
     return added

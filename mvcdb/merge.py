@@ -373,9 +373,10 @@ def _copy(
 
     tick(0, "chunks")
     added_chunks = _copy_chunks(src, dst, needs, tick)
+    restored: list[tuple[str, str]] = []
     try:
         with write_transaction(dst.conn):
-            added = insert_batch(dst.conn, plan.versions, allow_missing_parents=True)
+            added = insert_batch(dst.conn, plan.versions, allow_missing_parents=True, restored=restored)
             moves = insert_tag_moves(dst.conn, plan.tag_moves)
             tags_set, conflicts = _merge_tags(dst, plan.tags, plan.tag_moves, theirs)
     except BaseException:
@@ -392,7 +393,7 @@ def _copy(
         tag_moves_added=moves,
         tags_set=tags_set,
         conflicts=conflicts,
-        notes=plan.notes,
+        notes=plan.notes + [f"version {c[:12]}: its edge to parent {p[:12]} restored" for c, p in restored],
     )
 
 
