@@ -1,7 +1,8 @@
 """`with db.run(model) as run:` — log every iteration in memory, write once at commit.
 
 `run.log(step, **values)` only appends the step and the call's keyword dict to two lists (well under
-a microsecond); every few thousand rows they become columns (trajectory.LogBuffer), and
+a microsecond); the first call's row, then every 512 rows, become columns (trajectory.LogBuffer:
+that is where steps and series names are checked, once per block and once per name), and
 `run.commit(...)` stores the arrays in the same atomic version write as the parameters. An exception
 inside the block discards everything; leaving the block normally without calling commit() commits
 what was logged (retraining is expensive: nothing is thrown away).
@@ -14,11 +15,26 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .errors import MvcdbError
-from .trajectory import BLOCK_ROWS, STEP, LogBuffer
+from .recording import check_message
+from .refs import tag_list
+from .trajectory import BLOCK_ROWS, LogBuffer
 
 if TYPE_CHECKING:
     from .database import Database, ParentRef
     from .models import Version
+
+
+class _Ended(list[int]):
+    """The step list of a committed or discarded run: its append (the first thing log() does)
+    raises, so a late log() is refused without a check in every call (a plain list's append
+    stays the specialised fast one)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def append(self, step: int, /) -> None:
+        raise MvcdbError(self.message)
 
 
 class Run:
@@ -35,33 +51,55 @@ class Run:
         message: str = "",
         tags: Iterable[str] = (),
     ) -> None:
+        check_message(message)  # message and tags: checked now, not at commit after hours of training
         self._db = db
         self.model = model
         self._parent = parent
         self._parents = list(parents) if parents is not None else None
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.message = message
-        self.tags = tuple(tags)
+        self.tags = tuple(tag_list(tags))
         #: rows logged since the last block went to _log: each step, and each call's values dict
         self._steps: list[int] = []
         self._rows: list[dict[str, Any]] = []
+        #: rows buffered before the next conversion: 1 at first, so the names of the first call
+        #: are checked by that very call (what a loop logs at every step), then BLOCK_ROWS
+        self._block = 1
         self._log = LogBuffer()
         self.version: Version | None = None
-        self._closed = False
+        #: why the run has ended (committed or discarded), None while it is open
+        self._ended: str | None = None
+        #: the first error a later block's conversion met, raised by commit()
+        self._refused: MvcdbError | None = None
 
     def log(self, step: int, /, **values: Any) -> None:
-        """Record the values of one iteration (scalars or arrays). Cheap: memory only."""
-        self._steps.append(step)
+        """Record the values of one iteration (scalars or arrays). Cheap: memory only.
+
+        MvcdbError after commit(). A step that is no int64 integer, or a series name record()
+        would refuse, in the very first call raises from that call (before the loop runs for
+        hours); later, it never interrupts training: that row or series is left out, everything
+        else is kept, and commit() raises the error once (commit again to store the rest).
+        """
+        self._steps.append(step)  # raises once the run has ended (_Ended)
         rows = self._rows
         rows.append(values)  # the call's own fresh dict: kept as it is until its block is full
-        if len(rows) >= BLOCK_ROWS:
+        if len(rows) >= self._block:
             self._flush()
 
     def _flush(self) -> None:
-        """Hand the buffered rows to the columnar buffer (one array per scalar series)."""
+        """Hand the buffered rows to the columnar buffer (one array per scalar series).
+
+        A step or series name LogBuffer refuses (it keeps everything else): MvcdbError from the
+        first call's block; from a later block it waits in _refused for commit()."""
         steps, rows = self._steps, self._rows
         self._steps, self._rows = [], []
-        self._log.add_block(steps, rows)
+        first, self._block = self._block == 1, BLOCK_ROWS
+        try:
+            self._log.add_block(steps, rows)
+        except MvcdbError as exc:
+            if first:
+                raise
+            self._refused = self._refused or exc
 
     def __len__(self) -> int:
         return self._log.nrows + len(self._rows)
@@ -81,17 +119,21 @@ class Run:
         model= takes a framework object (PyTorch module or state_dict, Keras model, fitted
         scikit-learn estimator) instead of params=.
         """
-        if self._closed:
-            raise MvcdbError("this run was already committed")
+        if self._ended is not None:
+            raise MvcdbError(self._ended)
         if model is not None:
             if params is not None:
                 raise MvcdbError("pass either params= or model=<framework object>, not both")
             from .frameworks import params_from_object
 
             params = params_from_object(model)
+        tag_names = tag_list(tags)
         self._flush()
-        if STEP in self._log.series:
-            raise MvcdbError("'step' is reserved for the step axis; log it under another name")
+        if self._refused is not None:  # said once: the next commit stores what was kept
+            refused, self._refused = self._refused, None
+            raise MvcdbError(
+                f"{refused} (the rest of the run is kept: commit again to store it without that)"
+            )
         trajectory, own_steps = self._log.arrays() if self._log.nrows else (None, {})
         merged_meta = {**self.metadata, **(metadata or {})}
         self.version = self._db._record(
@@ -104,10 +146,15 @@ class Run:
             parent=self._parent,
             parents=self._parents,
             message=self.message if message is None else message,
-            tags=(*self.tags, *tags),
+            tags=(*self.tags, *tag_names),
         )
-        self._closed = True
+        self._end("this run was already committed")
         return self.version
+
+    def _end(self, why: str) -> None:
+        """No more logging or committing: log() and commit() raise MvcdbError(why) from now on."""
+        self._ended = why
+        self._steps, self._rows = _Ended(why), []
 
     def __enter__(self) -> Run:
         return self
@@ -118,8 +165,8 @@ class Run:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is not None:
-            self._closed = True  # discard: nothing half-written reaches the file
+        if exc_type is not None:  # discard: nothing half-written reaches the file
+            self._end("this run was discarded (an exception left its with block)")
             return
-        if not self._closed:
+        if self._ended is None:
             self.commit()

@@ -6,11 +6,15 @@ A series logged at only some steps also stores its own steps (kind 'traj_steps')
 
 run.log keeps each call's keyword dict as it is (two list appends) and every BLOCK_ROWS rows
 LogBuffer turns the block into columns: one array per name when every row logged the same
-names (the usual loop), per-row bookkeeping only for blocks whose names vary.
+names (the usual loop), per-row bookkeeping only for blocks whose names vary. Steps (int64) are
+checked there once per block, a series name (record()'s rules) the first time it arrives; a
+framework tensor (one that requires grad, a bfloat16 one, one on a GPU) is converted as record()
+converts parameters (tensors.as_array).
 """
 
 from __future__ import annotations
 
+import operator
 from array import array
 from collections.abc import Mapping
 from typing import Any
@@ -18,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from .errors import MvcdbError
-from .tensors import check_dtype, check_name
+from .frameworks import framework_of
+from .tensors import as_array, check_dtype, check_name
 
 STEP = "step"
 
@@ -56,17 +61,27 @@ class LogBuffer:
     __slots__ = ("steps", "series", "nrows")
 
     def __init__(self) -> None:
-        #: int64 steps, one growing array('q') while every step is an integer; a list holds a
-        #: block with anything else (arrays() refuses it)
-        self.steps: list[array[int] | list[Any]] = []
+        #: int64 steps: one growing array('q') (a new one only while arrays() holds a view)
+        self.steps: list[array[int]] = []
         self.series: dict[str, Series] = {}
         self.nrows = 0
 
     def add_block(self, steps: list[Any], rows: list[dict[str, Any]]) -> None:
-        """Append logged rows (one dict of values per step). Never raises on bad values (it runs
-        inside the training loop): they are kept as logged and judged by arrays() at commit."""
-        if not rows:
-            return
+        """Append logged rows (one dict of values per step). Bad values are kept as logged and
+        judged by arrays() at commit. A row whose step is no int64 integer and a series whose
+        name record() would refuse (checked once, when first seen) cannot be stored: they are
+        left out, every other row and value is kept, then MvcdbError says what and where."""
+        refused: list[str] = []
+        try:  # array('q') takes integers in the int64 range only, faster than numpy's discovery
+            block = array("q", steps)
+        except Exception:  # whatever a step object raises
+            block, rows = _good_rows(steps, rows, refused)
+        if rows:
+            self._add_rows(block, rows, refused)
+        if refused:
+            raise MvcdbError("; ".join(refused) + " (everything else logged is kept)")
+
+    def _add_rows(self, steps: array[int], rows: list[dict[str, Any]], refused: list[str]) -> None:
         base, n = self.nrows, len(rows)
         self.nrows += n
         self._add_steps(steps)
@@ -74,19 +89,18 @@ class LogBuffer:
         if columns is not None:  # every name logged at every row of the block: the usual loop
             span = range(base, base + n)
             for name, values in columns:
-                self._series(name).add(values, span)
+                series = self._series(name, steps[0], refused)
+                if series is not None:
+                    series.add(values, span)
         else:
             for name, (values, at) in _sparse_columns(rows, base).items():
-                self._series(name).add(values, at)
+                series = self._series(name, steps[at[0] - base], refused)
+                if series is not None:
+                    series.add(values, at)
 
-    def _add_steps(self, steps: list[Any]) -> None:
-        try:  # array('q') takes integers only, and faster than numpy's type discovery
-            block = array("q", steps)
-        except Exception:  # whatever a step object raises, log() must not
-            self.steps.append(steps)
-            return
+    def _add_steps(self, block: array[int]) -> None:
         last = self.steps[-1] if self.steps else None
-        if isinstance(last, array):
+        if last is not None:
             try:
                 last.extend(block)
                 return
@@ -94,22 +108,23 @@ class LogBuffer:
                 pass
         self.steps.append(block)
 
-    def _series(self, name: str) -> Series:
+    def _series(self, name: str, step: object, refused: list[str]) -> Series | None:
+        """The Series of name, created (its name checked) when first seen; None, with the reason
+        added to refused, for a name that cannot be stored."""
         s = self.series.get(name)
         if s is None:
+            try:
+                check_series_name(name)
+            except MvcdbError as exc:
+                refused.append(f"{exc}, logged at step {step}")
+                return None
             s = self.series[name] = Series()
         return s
 
     def arrays(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The arrays to store: ('step' and every series, the own steps of each series not logged
         at every row). MvcdbError for non-integer steps or ragged / non-numeric values."""
-        step_parts = [
-            np.asarray(p) if isinstance(p, list) else np.frombuffer(p, np.int64) for p in self.steps
-        ]
-        for part in step_parts:
-            if part.dtype.kind not in "iu":
-                raise MvcdbError(f"run.log steps must be integers, got {part.dtype} values")
-        steps = _concat([p.astype(np.int64, copy=False) for p in step_parts])
+        steps = _concat([np.frombuffer(p, np.int64) for p in self.steps])
         out: dict[str, np.ndarray] = {STEP: steps}
         own: dict[str, np.ndarray] = {}
         for name, s in self.series.items():
@@ -119,18 +134,77 @@ class LogBuffer:
         return out, own
 
 
-def _block_values(values: list[Any]) -> np.ndarray | list[Any]:
-    """Scalars become one array now; per-step arrays stay a list until commit stacks them (as
-    does anything numpy cannot turn into a 1-D numeric array)."""
-    first = values[0]
-    if isinstance(first, np.ndarray) and first.ndim > 0:
-        return values
+def check_series_name(name: object) -> str:
+    """A series name as record(trajectory=...) takes it; 'step' is the step axis."""
+    checked = check_name(name, "series name")
+    if checked == STEP:
+        raise MvcdbError("'step' is reserved for the step axis; log it under another name")
+    return checked
+
+
+def _good_rows(
+    steps: list[Any], rows: list[dict[str, Any]], refused: list[str]
+) -> tuple[array[int], list[dict[str, Any]]]:
+    """The steps and rows of a block whose steps are int64 integers; why the others are not."""
+    good: array[int] = array("q")
+    kept: list[dict[str, Any]] = []
+    bad = []
+    for step, row in zip(steps, rows, strict=True):
+        try:
+            good.append(step)
+        except Exception:
+            bad.append(step)
+        else:
+            kept.append(row)
+    if bad:
+        refused.append(f"{_step_problem(bad[0])}: {len(bad)} row(s) left out")
+    return good, kept
+
+
+def _step_problem(step: Any) -> str:
+    """Why a step cannot be stored: no integer, or outside the int64 range of the step column."""
+    try:
+        value = operator.index(step)
+    except Exception:
+        return f"run.log steps must be integers, got {type(step).__name__} {step!r}"
+    return f"run.log step {value} does not fit a signed 64-bit integer (-2**63 .. 2**63-1)"
+
+
+def _numeric_1d(values: list[Any]) -> np.ndarray | None:
+    """values as one numeric (or extension-dtype) array, or None if numpy cannot make one."""
     try:
         arr = np.array(values)
         if arr.dtype.kind not in "biufc":
             check_dtype("", arr.dtype)  # extension dtypes (bfloat16...) pass, objects do not
-    except Exception:  # e.g. a tensor's __array__ raising: judged at commit instead
+    except Exception:  # e.g. a tensor's __array__ raising (requires grad, bfloat16, on a GPU)
+        return None
+    return arr
+
+
+def _converted(name: str, values: list[Any]) -> list[Any]:
+    """Each value as record() converts a parameter (tensors.as_array: a torch tensor is detached
+    and moved to the CPU, bfloat16 kept bit for bit); values unchanged if one cannot be."""
+    try:
+        return [as_array(name, v) for v in values]
+    except Exception:
         return values
+
+
+def _block_values(values: list[Any]) -> np.ndarray | list[Any]:
+    """Scalars become one array now; per-step arrays stay a list until commit stacks them (as
+    does anything numpy cannot turn into a 1-D numeric array). Never raises."""
+    first = values[0]
+    if isinstance(first, np.ndarray) and first.ndim > 0:
+        return values
+    arr = _numeric_1d(values)
+    if arr is None:  # tensors converted now, which also frees their autograd graphs and GPU memory
+        values = _converted("", values)
+        first = values[0]
+        if not isinstance(first, np.ndarray) or first.ndim > 0:
+            return values
+        arr = _numeric_1d(values)
+        if arr is None:
+            return values
     return arr if arr.ndim == 1 else values
 
 
@@ -181,23 +255,65 @@ def _series_array(name: str, parts: list[np.ndarray | list[Any]]) -> np.ndarray:
         arr = _concat(arrays)
     except (ValueError, TypeError) as exc:
         raise MvcdbError(f"series {name!r}: values of different shapes or types ({exc})") from None
-    check_dtype(name, arr.dtype)
+    _check_series_dtype(name, arr.dtype)
     return arr
+
+
+def _check_series_dtype(name: str, dtype: np.dtype[Any]) -> None:
+    """tensors.check_dtype, worded for a series."""
+    try:
+        check_dtype(name, dtype)
+    except MvcdbError:
+        raise MvcdbError(
+            f"series {name!r} has dtype {dtype} ({dtype.kind!r}); only numeric values "
+            "(bool, int, uint, float, complex) can be logged"
+        ) from None
+
+
+def _stacked(values: list[Any]) -> np.ndarray:
+    """values stacked on a new leading axis (arrays) or as one array (scalars)."""
+    if values and isinstance(values[0], np.ndarray) and values[0].ndim > 0:
+        return np.stack(values)
+    return np.asarray(values)
 
 
 def column_array(name: str, values: list[Any]) -> np.ndarray:
-    """Stack logged values into one array with a leading row axis, refusing ragged or non-numeric."""
+    """Stack logged values into one array with a leading row axis, refusing ragged or non-numeric.
+
+    Values numpy cannot take as they are (torch tensors that require grad, bfloat16 ones, ones on
+    a GPU) are converted one by one as record() converts parameters (tensors.as_array)."""
     try:
-        if values and isinstance(values[0], np.ndarray) and values[0].ndim > 0:
-            arr = np.stack(values)
-        else:
-            arr = np.asarray(values)
-    except (ValueError, TypeError) as exc:
-        raise MvcdbError(f"series {name!r}: values of different shapes or types ({exc})") from None
-    if arr.dtype.kind == "O":
-        raise MvcdbError(f"series {name!r}: values of different shapes or types")
-    check_dtype(name, arr.dtype)
+        arr: np.ndarray | None = _stacked(values)
+    except Exception:  # not only ValueError / TypeError: torch raises RuntimeError
+        arr = None
+    if arr is None or arr.dtype.kind == "O":
+        converted = [v if isinstance(v, np.ndarray) else _series_value(name, v) for v in values]
+        try:
+            arr = _stacked(converted)
+        except (ValueError, TypeError) as exc:
+            raise MvcdbError(f"series {name!r}: values of different shapes or types ({exc})") from None
+        if arr.dtype.kind == "O":
+            raise MvcdbError(f"series {name!r}: values of different shapes or types")
+    _check_series_dtype(name, arr.dtype)
     return arr
+
+
+def _series_value(name: str, value: Any) -> Any:
+    """One logged value numpy could not take, converted by tensors.as_array if it is an array-like
+    object (a framework tensor...); numbers and lists are left for numpy to judge."""
+    if isinstance(value, (np.generic, bool, int, float, complex, list, tuple)):
+        return value
+    if isinstance(value, (str, bytes)) or (framework_of(value) is None and not hasattr(value, "__array__")):
+        raise MvcdbError(f"series {name!r}: a value is a {type(value).__name__}, not a number or an array")
+    try:
+        return as_array(name, value)
+    except MvcdbError:
+        raise
+    except Exception as exc:  # the object's own conversion failed
+        raise MvcdbError(
+            f"series {name!r}: a {type(value).__name__} value cannot be converted to an array"
+            f" ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def from_mapping(trajectory: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -207,8 +323,12 @@ def from_mapping(trajectory: Mapping[str, Any]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name, value in trajectory.items():
         check_name(name, "series name")
+        if isinstance(value, (Mapping, str, bytes)) or not hasattr(value, "__iter__"):
+            raise MvcdbError(
+                f"series {name!r} must be an array or a list of values, got {type(value).__name__}"
+            )
         arr = value if isinstance(value, np.ndarray) else column_array(name, list(value))
-        check_dtype(name, arr.dtype)
+        _check_series_dtype(name, arr.dtype)
         if arr.ndim == 0:
             raise MvcdbError(f"series {name!r} must have a leading step axis, got a scalar")
         out[name] = arr
@@ -228,13 +348,32 @@ def aligned(steps: np.ndarray, values: np.ndarray, own_steps: np.ndarray | None)
     if own_steps is None:
         return values
     out = np.full((len(steps),) + values.shape[1:], np.nan, dtype=np.result_type(values.dtype, np.float64))
-    rows = None
-    if len(steps) and bool(np.all(steps[1:] > steps[:-1])):  # the usual increasing steps: vectorised
-        rows = np.minimum(np.searchsorted(steps, own_steps), len(steps) - 1)
-        if not np.array_equal(steps[rows], own_steps):
-            rows = None
-    if rows is None:
-        index = {int(s): i for i, s in enumerate(steps)}
-        rows = np.fromiter((index[int(s)] for s in own_steps), dtype=np.int64, count=len(own_steps))
-    out[rows] = values
+    out[_rows_of(steps, own_steps)] = values
     return out
+
+
+def _rows_of(steps: np.ndarray, own_steps: np.ndarray) -> np.ndarray:
+    """The row of the step axis each own step belongs to.
+
+    Own steps are in logged order, so the k-th own step equal to s goes to the k-th row whose
+    step is s: with a step logged more than once every value keeps a row of its own, in order
+    (the earlier code sent them all to the last such row, overwriting all but one). Which of
+    several rows of one step a value was logged on is not stored: within such a group the
+    values of each series fill its first rows.
+    """
+    if len(steps) and bool(np.all(steps[1:] > steps[:-1])):  # the usual increasing steps
+        rows = np.minimum(np.searchsorted(steps, own_steps), len(steps) - 1)
+        if np.array_equal(steps[rows], own_steps):
+            return rows
+        raise MvcdbError("a trajectory series has steps that are not on the step axis")
+    order = np.argsort(steps, kind="stable")  # rows grouped by step, in row order within a group
+    by_step = steps[order]
+    own_order = np.argsort(own_steps, kind="stable")
+    own_sorted = own_steps[own_order]
+    rank = np.arange(len(own_sorted)) - np.searchsorted(own_sorted, own_sorted, "left")
+    at = np.searchsorted(by_step, own_sorted, "left") + rank  # the rank-th row of that step
+    if len(at) and (int(at.max()) >= len(by_step) or not np.array_equal(by_step[at], own_sorted)):
+        raise MvcdbError("a trajectory series has steps that are not on the step axis")
+    rows = np.empty(len(own_steps), dtype=np.int64)
+    rows[own_order] = order[at]
+    return rows

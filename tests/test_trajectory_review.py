@@ -1,0 +1,237 @@
+"""Review fixes for run.log and trajectories: repeated steps keep every value, torch tensors are
+converted as record() converts them, steps and series names are refused early without losing
+anything else, tags and message are checked when the run starts, and a committed run logs no more.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import mvcdb
+import mvcdb.run
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Any:
+    database = mvcdb.open(tmp_path / "x.db")
+    try:
+        yield database
+    finally:
+        database.close()
+
+
+@pytest.fixture
+def tiny_blocks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Blocks of 4 rows, so a few log calls cross block boundaries."""
+    monkeypatch.setattr(mvcdb.run, "BLOCK_ROWS", 4)
+    return 4
+
+
+def _by_step(steps: np.ndarray, values: np.ndarray) -> dict[int, list[float]]:
+    """step -> the values logged at it, in order (NaN: not logged on that row)."""
+    out: dict[int, list[float]] = {}
+    for s, v in zip(steps.tolist(), values.tolist(), strict=True):
+        if not math.isnan(v):
+            out.setdefault(s, []).append(v)
+    return out
+
+
+def _assert_trajectory_matches_series(db: mvcdb.Database, v: mvcdb.Version) -> dict[str, np.ndarray]:
+    """Every value series() gives is in trajectory() exactly once, on a row of its step, in order."""
+    traj = db.trajectory(v)
+    for name in traj:
+        if name != "step":
+            assert _by_step(traj["step"], traj[name]) == _by_step(*db.series(v, name)), name
+    return traj
+
+
+# -- 1: a step logged more than once ----------------------------------------------------------
+
+
+def test_a_step_logged_three_times_keeps_every_value(db: mvcdb.Database) -> None:
+    with db.run("m") as r:
+        r.log(0, a=1.0)
+        r.log(0, a=2.0)
+        r.log(0, b=3.0)
+    assert r.version is not None
+    traj = _assert_trajectory_matches_series(db, r.version)
+    assert traj["step"].tolist() == [0, 0, 0]
+    assert traj["a"][:2].tolist() == [1.0, 2.0] and math.isnan(traj["a"][2])  # was [nan, nan, 2]
+
+
+def test_validation_every_other_step_keeps_loss_on_its_rows(db: mvcdb.Database) -> None:
+    with db.run("m") as r:
+        for s in range(4):
+            r.log(s, loss=float(s))
+            if s % 2 == 0:
+                r.log(s, val=10.0 + s)
+    assert r.version is not None
+    traj = _assert_trajectory_matches_series(db, r.version)
+    assert traj["step"].tolist() == [0, 0, 1, 2, 2, 3]
+    np.testing.assert_array_equal(traj["loss"], [0.0, np.nan, 1.0, 2.0, np.nan, 3.0])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_repeated_and_unordered_steps_match_series(db: mvcdb.Database, tiny_blocks: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    with db.run("m") as r:
+        for i in range(40):
+            names = [n for n in ("a", "b", "c") if rng.random() < 0.6]
+            r.log(int(rng.integers(0, 6)), **{n: float(i) for n in names})
+    assert r.version is not None
+    _assert_trajectory_matches_series(db, r.version)
+
+
+# -- 2: torch tensors ---------------------------------------------------------------------------
+
+
+def test_torch_tensors_that_require_grad_are_detached(db: mvcdb.Database, tiny_blocks: int) -> None:
+    torch = pytest.importorskip("torch")
+    w = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    with db.run("t") as run:
+        for s in range(6):
+            run.log(s, loss=(w**2).sum() * s, vec=w * s)
+    assert run.version is not None
+    traj = db.trajectory(run.version)
+    assert traj["loss"].dtype == np.float32 and traj["loss"].tolist() == [14.0 * s for s in range(6)]
+    assert traj["vec"].shape == (6, 3) and traj["vec"][5].tolist() == [5.0, 10.0, 15.0]
+
+
+def test_torch_bfloat16_tensors_are_stored_as_bfloat16(db: mvcdb.Database) -> None:
+    torch = pytest.importorskip("torch")
+    with db.run("t") as run:
+        for s in range(3):
+            run.log(s, loss=torch.tensor(1.5 + s, dtype=torch.bfloat16))
+    assert run.version is not None
+    loss = db.trajectory(run.version)["loss"]
+    assert mvcdb.dtypes.name_of(loss.dtype) == "bfloat16"
+    assert loss.astype(np.float32).tolist() == [1.5, 2.5, 3.5]
+
+
+# -- 3: steps beyond int64 ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("step", [2**63, np.uint64(2**64 - 1), -(2**63) - 1])
+def test_a_step_beyond_int64_is_refused_not_wrapped(db: mvcdb.Database, step: Any) -> None:
+    run = db.run("m")
+    with pytest.raises(mvcdb.MvcdbError, match=f"step {int(step)} does not fit a signed 64-bit"):
+        run.log(step, loss=1.0)  # the first call's block is converted at once
+    run.log(2**63 - 1, loss=2.0)
+    v = run.commit()
+    assert db.trajectory(v)["step"].tolist() == [2**63 - 1]
+
+
+def test_a_late_bad_step_leaves_the_run_usable(db: mvcdb.Database, tiny_blocks: int) -> None:
+    run = db.run("m")
+    for s in range(6):
+        run.log(s, loss=float(s))
+    run.log(2**63, loss=-1.0)
+    run.log(7, loss=7.0)
+    with pytest.raises(mvcdb.MvcdbError, match="9223372036854775808"):
+        run.commit()
+    v = run.commit()  # everything else is still there
+    traj = db.trajectory(v)
+    assert traj["step"].tolist() == [0, 1, 2, 3, 4, 5, 7] and traj["loss"].tolist()[-1] == 7.0
+
+
+# -- 4: tags and message checked when the run starts ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tags": ["best model"]}, "invalid tag name"),
+        ({"tags": 5}, "tags must be"),
+        ({"message": 5}, "message must be a string"),
+    ],
+)
+def test_run_refuses_bad_tags_and_message_up_front(
+    db: mvcdb.Database, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(mvcdb.MvcdbError, match=message):
+        db.run("m", **kwargs)
+
+
+def test_a_single_string_tag_is_one_tag(db: mvcdb.Database) -> None:
+    with db.run("m", tags="best") as run:
+        run.log(0, loss=1.0)
+        v = run.commit(tags="final")
+    assert sorted(db.get(v.id).tags) == ["best", "final"]
+
+
+# -- 5: log after commit ------------------------------------------------------------------------
+
+
+def test_log_after_commit_or_discard_is_refused(db: mvcdb.Database) -> None:
+    r = db.run("m")
+    r.log(0, a=1.0)
+    v = r.commit()
+    with pytest.raises(mvcdb.MvcdbError, match="already committed"):
+        r.log(1, a=2.0)
+    assert db.trajectory(v)["a"].tolist() == [1.0]
+
+    with pytest.raises(RuntimeError):
+        with db.run("m") as r:
+            raise RuntimeError("crashed")
+    with pytest.raises(mvcdb.MvcdbError, match="discarded"):
+        r.log(0, a=1.0)
+
+
+# -- 6: series names ----------------------------------------------------------------------------
+
+BAD_NAMES = [
+    pytest.param("a\nb", "control characters", id="control"),
+    pytest.param("", "1..1024", id="empty"),
+    pytest.param("x" * 1025, "1..1024", id="long"),
+    pytest.param("a\ud800", "surrogate", id="surrogate"),
+    pytest.param("step", "reserved", id="step"),
+]
+
+
+@pytest.mark.parametrize(("name", "message"), BAD_NAMES)
+def test_a_bad_series_name_is_refused_by_the_first_log(db: mvcdb.Database, name: str, message: str) -> None:
+    run = db.run("m")
+    with pytest.raises(mvcdb.MvcdbError, match=message):
+        run.log(0, loss=1.0, **{name: 2.0})
+    run.log(1, loss=3.0)
+    v = run.commit()  # nothing else lost, and no raw UnicodeEncodeError
+    traj = db.trajectory(v)
+    assert list(traj) == ["step", "loss"] and traj["loss"].tolist() == [1.0, 3.0]
+
+
+@pytest.mark.parametrize(("name", "message"), BAD_NAMES)
+def test_a_bad_series_name_in_a_later_block_keeps_everything_else(
+    db: mvcdb.Database, tiny_blocks: int, name: str, message: str
+) -> None:
+    run = db.run("m")
+    run.log(0, loss=0.0)
+    for s in range(1, 10):  # never raises inside the loop once it runs
+        run.log(s, loss=float(s), **({name: -1.0} if s == 2 else {}))
+    with pytest.raises(mvcdb.MvcdbError, match=message):
+        run.commit()  # said once, at commit; nothing written
+    assert db.versions() == []
+    v = run.commit()  # the rest, without the refused series
+    traj = db.trajectory(v)
+    assert list(traj) == ["step", "loss"] and traj["loss"].tolist() == [float(s) for s in range(10)]
+
+
+# -- 7: record(trajectory=...) wording ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"b": [1.0]}, "series 'a' must be an array or a list"),
+        (5, "series 'a' must be"),
+        (["x"], "series 'a' has dtype"),
+    ],
+)
+def test_record_trajectory_errors_name_the_series(db: mvcdb.Database, value: Any, message: str) -> None:
+    with pytest.raises(mvcdb.MvcdbError, match=message) as info:
+        db.record("m", trajectory={"a": value})
+    assert "parameter" not in str(info.value)
