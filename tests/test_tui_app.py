@@ -14,6 +14,7 @@ from tui_helpers import (
     build_fixture,
     errors,
     row_ids,
+    running,
     select,
     started,
     synchronous,
@@ -26,7 +27,8 @@ import mvcdb
 
 textual = pytest.importorskip("textual")
 
-from textual.widgets import DataTable, Input, Select  # noqa: E402
+from textual.pilot import Pilot  # noqa: E402
+from textual.widgets import DataTable, Input, Markdown, Select  # noqa: E402
 
 from mvcdb.tui.app import MvcdbApp  # noqa: E402
 from mvcdb.tui.components.commands import MvcdbCommands  # noqa: E402
@@ -57,9 +59,7 @@ def fx(fixture_db: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, d
 @synchronous
 async def test_startup_lists_versions_newest_first(fx: tuple[Path, dict[str, str]]) -> None:
     path, ids = fx
-    app = MvcdbApp(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with running(path) as (app, pilot):
         assert row_ids(app) == [ids["m2"], ids["m1"], ids["v4"], ids["v3"], ids["v2"], ids["v1"]]
         columns = [str(k.value) for k in table_of(app).columns]
         assert columns[:6] == ["mark", "model", "id", "when", "author", "tags"]
@@ -74,9 +74,7 @@ async def test_startup_lists_versions_newest_first(fx: tuple[Path, dict[str, str
 @synchronous
 async def test_filter_box(fx: tuple[Path, dict[str, str]]) -> None:
     path, ids = fx
-    app = MvcdbApp(path)
-    async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await started(pilot, app)
+    async with running(path, notifications=True) as (app, pilot):
 
         async def apply(text: str) -> None:
             await pilot.press("slash")
@@ -110,9 +108,7 @@ async def test_filter_box(fx: tuple[Path, dict[str, str]]) -> None:
 @synchronous
 async def test_sort_by_columns(fx: tuple[Path, dict[str, str]]) -> None:
     path, ids = fx
-    app = MvcdbApp(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with running(path) as (app, pilot):
         table = table_of(app)
         while table.sort_column != "metric:val_mse":
             await pilot.press("o")
@@ -138,9 +134,7 @@ async def test_sort_by_columns(fx: tuple[Path, dict[str, str]]) -> None:
 @synchronous
 async def test_select_keeps_table_tree_and_detail_in_sync(fx: tuple[Path, dict[str, str]]) -> None:
     path, ids = fx
-    app = MvcdbApp(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with running(path) as (app, pilot):
         table = table_of(app)
         table.focus()
         await pilot.press("down", "down")  # m2 -> m1 -> v4 (the merge)
@@ -170,9 +164,7 @@ async def test_select_keeps_table_tree_and_detail_in_sync(fx: tuple[Path, dict[s
 @synchronous
 async def test_mark_two_and_diff(fx: tuple[Path, dict[str, str]]) -> None:
     path, ids = fx
-    app = MvcdbApp(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with running(path) as (app, pilot):
         await select(pilot, app, ids["v1"])
         await pilot.press("space")
         await select(pilot, app, ids["v2"])
@@ -198,9 +190,7 @@ async def test_mark_two_and_diff(fx: tuple[Path, dict[str, str]]) -> None:
 @synchronous
 async def test_tag_moves_production_only_after_confirmation(fx: tuple[Path, dict[str, str]]) -> None:
     path, ids = fx
-    app = MvcdbApp(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with running(path) as (app, pilot):
         await select(pilot, app, ids["v4"])
         await pilot.press("t")
         await wait_for(pilot, lambda: isinstance(app.screen, TagScreen))
@@ -296,9 +286,7 @@ async def test_export_npz_and_safetensors_never_overwrites_silently(
 @synchronous
 async def test_copy_id_and_help_and_palette(fx: tuple[Path, dict[str, str]]) -> None:
     path, ids = fx
-    app = MvcdbApp(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with running(path) as (app, pilot):
         await pilot.press("c")
         assert app.clipboard == ids["m2"]
         await pilot.press("question_mark")
@@ -318,9 +306,7 @@ async def test_copy_id_and_help_and_palette(fx: tuple[Path, dict[str, str]]) -> 
 @synchronous
 async def test_sql_console_runs_queries_and_refuses_writes(fx: tuple[Path, dict[str, str]]) -> None:
     path, _ = fx
-    app = MvcdbApp(path)
-    async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await started(pilot, app)
+    async with running(path, notifications=True) as (app, pilot):
         await pilot.press("s")
         await wait_for(pilot, lambda: isinstance(app.screen, SqlScreen))
         screen = app.screen
@@ -359,9 +345,7 @@ async def test_live_refresh_shows_versions_recorded_by_another_process(
     fx: tuple[Path, dict[str, str]],
 ) -> None:
     path, ids = fx
-    app = MvcdbApp(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
+    async with running(path) as (app, pilot):
         done = subprocess.run(
             [sys.executable, "-c", RECORD_SCRIPT, str(path)], capture_output=True, text=True, timeout=60
         )
@@ -395,9 +379,7 @@ async def test_pages_load_on_scroll(tmp_path: Path) -> None:
 @synchronous
 async def test_missing_pieces_are_notifications_not_crashes(fx: tuple[Path, dict[str, str]]) -> None:
     path, _ = fx
-    app = MvcdbApp(path)
-    async with app.run_test(size=SIZE, notifications=True) as pilot:
-        await started(pilot, app)
+    async with running(path, notifications=True) as (app, pilot):
         app.apply_filter("[bold]oops")  # markup-looking text is just text
         await wait_for(pilot, lambda: not app.loading and table_of(app).row_count == 0)
         app.apply_filter("")
@@ -408,3 +390,165 @@ async def test_missing_pieces_are_notifications_not_crashes(fx: tuple[Path, dict
         app.push_screen(DiffScreen(path, "nosuchref", "linreg@latest"))
         await wait_for(pilot, lambda: bool(errors(app)))
         assert app.is_running
+
+
+# -- found by a review in tmux: each reproduced by hand first ----------------------------------
+
+
+def warnings_of(app: MvcdbApp) -> list[str]:
+    return [n.message for n in app._notifications if n.severity == "warning"]
+
+
+def status_of(app: MvcdbApp) -> str:
+    return text_of(app.query_one("#status"))
+
+
+async def submit_filter(pilot: Pilot[None], app: MvcdbApp, text: str) -> None:
+    """Type a filter into the `/` box and press enter, as a person does; wait for the rows."""
+    await pilot.press("slash")
+    app.query_one("#filter", Input).value = text
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: not app.loading)
+    await pilot.pause(0.1)
+
+
+@synchronous
+async def test_sort_next_steps_through_every_column(tmp_path: Path) -> None:
+    """o visits every column in turn: metric columns keep their places when a sort reloads the page.
+
+    The newest page holds gamma (val_loss only), so val_loss is the commonest metric; sorted by acc
+    the page holds only alpha (both metrics, a tie: acc first by name). Columns chosen afresh on
+    each reload swapped places, and o bounced between acc and val_loss forever.
+    """
+    path = tmp_path / "metrics.db"
+    with mvcdb.open(path) as db, db.batch():
+        for i in range(205):
+            db.record("alpha", metrics={"val_loss": 1.0 + i, "acc": i / 205}, message=f"a{i}")
+        for i in range(5):
+            db.record("gamma", metrics={"val_loss": i / 10}, message=f"g{i}")
+    app = MvcdbApp(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: table_of(app).row_count == 200 and not app.loading)
+        table = table_of(app)
+        keys = [str(k.value) for k in table.columns if k.value != "mark"]
+        assert keys == ["model", "id", "when", "author", "tags", "metric:val_loss", "metric:acc", "message"]
+        seen = []
+        for _ in keys:
+            await pilot.press("o")
+            await wait_for(pilot, lambda: not app.loading)
+            await pilot.pause(0.05)
+            seen.append(table.sort_column)
+        assert seen == [*keys[3:], *keys[:3]]  # after "when": author … message, model, id, when
+        assert [str(k.value) for k in table.columns if k.value != "mark"] == keys
+
+
+@synchronous
+async def test_a_refused_filter_is_not_adopted(fx: tuple[Path, dict[str, str]]) -> None:
+    """val_mse<abc: one error, the previous filter, rows and status stay; refreshes do not repeat it."""
+    path, ids = fx
+    async with running(path, notifications=True) as (app, pilot):
+        await submit_filter(pilot, app, "model=mlp")
+        assert set(row_ids(app)) == {ids["m1"], ids["m2"]}
+        await submit_filter(pilot, app, "val_mse<abc")
+        await wait_for(pilot, lambda: bool(errors(app)))
+        assert len(errors(app)) == 1 and "val_mse" in errors(app)[0]
+        assert app.filter_text == "model=mlp" and set(row_ids(app)) == {ids["m1"], ids["m2"]}
+        assert "filter: model=mlp" in status_of(app) and "abc" not in status_of(app)
+        box = app.query_one("#filter", Input)
+        assert box.has_focus and box.value == "val_mse<abc"  # there to correct
+        table_of(app).focus()
+        await pilot.press("r", "O")
+        await wait_for(pilot, lambda: not app.loading)
+        await pilot.pause(0.2)
+        assert len(errors(app)) == 1
+        assert set(row_ids(app)) == {ids["m1"], ids["m2"]}
+
+
+@synchronous
+async def test_no_rows_clear_the_detail_and_rows_back_reload_it(fx: tuple[Path, dict[str, str]]) -> None:
+    """A filter matching nothing empties the detail; clearing it shows the first row's detail again."""
+    path, ids = fx
+    async with running(path) as (app, pilot):
+        detail = app.query_one(DetailPane)
+        params = app.query_one("#params", DataTable)
+        await wait_for(pilot, lambda: params.row_count == 2)
+        await submit_filter(pilot, app, "nosuchword")
+        assert table_of(app).row_count == 0
+        assert detail.detail is None and app.current_version is None
+        assert text_of(app.query_one("#info")).strip() == "No version selected."
+        assert params.row_count == 0
+        assert app.query_one("#series", Select).is_blank()
+        await pilot.press("slash", "escape")
+        await wait_for(pilot, lambda: table_of(app).row_count == 6)
+        await wait_for(pilot, lambda: detail.detail is not None and detail.detail.version.id == ids["m2"])
+        assert ids["m2"] in text_of(app.query_one("#info")) and params.row_count == 2
+
+
+@synchronous
+async def test_export_and_tag_refuse_without_a_shown_version(fx: tuple[Path, dict[str, str]]) -> None:
+    """With no row shown, e and t say "No version selected." as c does, and open no dialog."""
+    path, _ = fx
+    async with running(path, notifications=True) as (app, pilot):
+        await submit_filter(pilot, app, "model=")
+        assert table_of(app).row_count == 0
+        for key in ("e", "t", "c"):
+            await pilot.press(key)
+            await pilot.pause(0.1)
+            assert not isinstance(app.screen, ExportScreen | TagScreen), key
+            assert warnings_of(app)[-1] == "No version selected.", key
+        assert len(warnings_of(app)) == 3
+
+
+@synchronous
+async def test_export_follows_the_typed_extension(fx: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    """A .safetensors name with npz chosen writes safetensors (as `mvcdb restore -o` does), not a ZIP."""
+    from safetensors.numpy import load_file
+
+    path, ids = fx
+    app = MvcdbApp(path)
+    with mvcdb.open(path, readonly=True) as db:
+        want = db.restore(ids["m2"])
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await started(pilot, app)
+        await select(pilot, app, ids["m2"])
+
+        async def export(dest: Path, fmt: str) -> None:
+            await pilot.press("e")
+            await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
+            format_select = app.screen.query_one("#export-format", Select)
+            format_select.value = fmt
+            await pilot.pause(0.05)
+            app.screen.query_one("#export-path", Input).value = str(dest)
+            await wait_for(pilot, lambda: format_select.value != fmt)  # the dialog shows what it writes
+            await pilot.press("enter")
+            await wait_for(pilot, dest.exists)
+
+        st = tmp_path / "mismatch.safetensors"
+        await export(st, "npz")
+        got = load_file(str(st))
+        assert sorted(got) == sorted(want) and all(np.array_equal(got[k], want[k]) for k in want)
+        npz = tmp_path / "back.npz"
+        await export(npz, "safetensors")
+        with np.load(npz) as loaded:
+            assert sorted(loaded.files) == sorted(want)
+        assert errors(app) == []
+
+
+@synchronous
+async def test_singular_counts_escape_and_help(fx: tuple[Path, dict[str, str]]) -> None:
+    """'1 version'; escape on the table clears the filter (not under a dialog); help says the poll."""
+    path, _ = fx
+    async with running(path) as (app, pilot):
+        await submit_filter(pilot, app, "tag=best")
+        assert status_of(app).startswith("1 version ·")
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        guide = app.screen.query_one(Markdown).source
+        assert f"every\n{app.POLL_SECONDS:g} s" in guide and "two seconds" not in guide
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
+        assert app.filter_text == "tag=best"  # escape closed the help, only that
+        assert table_of(app).has_focus
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: table_of(app).row_count == 6)
+        assert app.filter_text == "" and not app.query_one("#filter", Input).has_class("shown")

@@ -10,7 +10,7 @@ import functools
 import io
 import itertools
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest import mock
@@ -59,6 +59,17 @@ def table_of(app: MvcdbApp) -> VersionsTable:
 def row_ids(app: MvcdbApp) -> list[str]:
     """The full ids of the table's rows, top to bottom."""
     return [str(row.key.value) for row in table_of(app).ordered_rows]
+
+
+@contextlib.asynccontextmanager
+async def running(path: Path, *, notifications: bool = False) -> AsyncIterator[tuple[MvcdbApp, Pilot[None]]]:
+    """The app on path, under its pilot at SIZE, once the first page and detail have loaded."""
+    from mvcdb.tui.app import MvcdbApp
+
+    app = MvcdbApp(path)
+    async with app.run_test(size=SIZE, notifications=notifications) as pilot:
+        await started(pilot, app)
+        yield app, pilot
 
 
 async def started(pilot: Pilot[None], app: MvcdbApp, rows: int = 6) -> None:
