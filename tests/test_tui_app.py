@@ -36,6 +36,7 @@ from mvcdb.tui.components.detail import DetailPane  # noqa: E402
 from mvcdb.tui.components.dialogs import ConfirmScreen, ExportScreen, TagScreen  # noqa: E402
 from mvcdb.tui.components.diff_screen import DiffScreen  # noqa: E402
 from mvcdb.tui.components.help_screen import HelpScreen  # noqa: E402
+from mvcdb.tui.components.keybar import KeyBar  # noqa: E402
 from mvcdb.tui.components.lineage import LineagePane  # noqa: E402
 from mvcdb.tui.components.sql_screen import SqlScreen  # noqa: E402
 from mvcdb.tui.components.versions_table import VersionsTable  # noqa: E402
@@ -552,3 +553,14 @@ async def test_singular_counts_escape_and_help(fx: tuple[Path, dict[str, str]]) 
         await pilot.press("escape")
         await wait_for(pilot, lambda: table_of(app).row_count == 6)
         assert app.filter_text == "" and not app.query_one("#filter", Input).has_class("shown")
+
+
+@synchronous
+async def test_quit_and_help_stay_in_sight_on_an_80_column_terminal(fx: tuple[Path, dict[str, str]]) -> None:
+    """The key bar is cut at its end on a narrow terminal: quit and help come first."""
+    path, _ = fx
+    app = MvcdbApp(path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot, app)
+        shown = text_of(app.query_one(KeyBar))[: 80 - 2]  # its padding: one column a side
+        assert "q Quit" in shown and "? Help" in shown, shown

@@ -11,11 +11,15 @@ from textual.widgets import Static
 
 from ..keys import MAIN_KEYS, key_label
 
+#: Drawn first: a narrow terminal (80 columns) cuts the bar at its end, and how to quit and where
+#: the help is must stay in sight.
+FIRST = ("q", "question_mark")
+
 
 def keybar_content() -> Content:
-    """'/ Filter  o Sort ...' with each key clickable (runs the same action as the key)."""
+    """'q Quit  ? Help  / Filter  o Sort ...' with each key clickable (runs the same action as the key)."""
     parts: list[Content] = []
-    for key, action, label, show, _ in MAIN_KEYS:
+    for key, action, label, show, _ in sorted(MAIN_KEYS, key=lambda entry: entry[0] not in FIRST):
         if show:
             parts.append(
                 Content.from_markup(
