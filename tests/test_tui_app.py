@@ -564,3 +564,20 @@ async def test_quit_and_help_stay_in_sight_on_an_80_column_terminal(fx: tuple[Pa
         await started(pilot, app)
         shown = text_of(app.query_one(KeyBar))[: 80 - 2]  # its padding: one column a side
         assert "q Quit" in shown and "? Help" in shown, shown
+
+
+@synchronous
+async def test_dialogs_fit_a_60_column_terminal(fx: tuple[Path, dict[str, str]]) -> None:
+    """The tag and export dialogs (72 columns wide) narrow to the screen instead of running off it."""
+    path, _ = fx
+    app = MvcdbApp(path)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await started(pilot, app)
+        for key, screen in (("t", TagScreen), ("e", ExportScreen)):
+            table_of(app).focus()
+            await pilot.press(key)
+            await wait_for(pilot, lambda screen=screen: isinstance(app.screen, screen))
+            box = app.screen.query_one(".dialog-box").region
+            assert box.x >= 0 and box.right <= 60, (key, box)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda screen=screen: not isinstance(app.screen, screen))
