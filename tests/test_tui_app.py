@@ -467,22 +467,26 @@ async def test_a_refused_filter_is_not_adopted(fx: tuple[Path, dict[str, str]]) 
 
 @synchronous
 async def test_no_rows_clear_the_detail_and_rows_back_reload_it(fx: tuple[Path, dict[str, str]]) -> None:
-    """A filter matching nothing empties the detail; clearing it shows the first row's detail again."""
+    """A filter matching nothing empties the detail and lineage panes; clearing it shows the first
+    row's detail and lineage again."""
     path, ids = fx
     async with running(path) as (app, pilot):
         detail = app.query_one(DetailPane)
+        lineage = app.query_one(LineagePane)
         params = app.query_one("#params", DataTable)
-        await wait_for(pilot, lambda: params.row_count == 2)
+        await wait_for(pilot, lambda: params.row_count == 2 and ids["m2"] in lineage.nodes)
         await submit_filter(pilot, app, "nosuchword")
         assert table_of(app).row_count == 0
         assert detail.detail is None and app.current_version is None
         assert text_of(app.query_one("#info")).strip() == "No version selected."
         assert params.row_count == 0
         assert app.query_one("#series", Select).is_blank()
+        assert lineage.nodes == {} and not lineage.root.children
         await pilot.press("slash", "escape")
         await wait_for(pilot, lambda: table_of(app).row_count == 6)
         await wait_for(pilot, lambda: detail.detail is not None and detail.detail.version.id == ids["m2"])
         assert ids["m2"] in text_of(app.query_one("#info")) and params.row_count == 2
+        await wait_for(pilot, lambda: ids["m2"] in lineage.nodes)
 
 
 @synchronous

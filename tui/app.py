@@ -283,13 +283,14 @@ class MvcdbApp(App[None]):
             self.select_version(event.node.data, source="tree")
 
     def _clear_selection(self) -> None:
-        """No row is shown: no version is selected (e and t refuse) and the detail pane is empty.
+        """No row is shown: no version is selected (e and t refuse), the detail and lineage panes are empty.
         A row shown again is then a new selection, so its detail loads even with the same id."""
         self.current_id = None
         self.current_version = None
         if self._detail_timer is not None:
             self._detail_timer.stop()
         self.detail.clear()
+        self.lineage.show_nothing()
 
     def select_version(self, version_id: str, *, source: str, force: bool = False) -> None:
         """Show a version in every pane; the pane it came from is already there."""

@@ -38,6 +38,14 @@ class LineagePane(Tree[str]):
             self._add_chain(self.root, root_id, lineage)
         self.root.expand()
 
+    def show_nothing(self) -> None:
+        """No version is shown (a filter matched none): an empty tree, and no model, so the next
+        version shown loads its model's lineage again."""
+        self.clear()
+        self.nodes = {}
+        self.model = None
+        self.border_title = "lineage"
+
     def _add_chain(self, parent: TreeNode[str], start: str, lineage: Lineage) -> None:
         """Add a first-parent chain under `parent`: single children follow on the same level."""
         pending: list[tuple[TreeNode[str], str]] = [(parent, start)]
