@@ -585,3 +585,25 @@ async def test_dialogs_fit_a_60_column_terminal(fx: tuple[Path, dict[str, str]])
             assert box.x >= 0 and box.right <= 60, (key, box)
             await pilot.press("escape")
             await wait_for(pilot, lambda screen=screen: not isinstance(app.screen, screen))
+
+
+@synchronous
+async def test_a_mark_on_a_version_another_process_removed_is_dropped(
+    fx: tuple[Path, dict[str, str]],
+) -> None:
+    """mvcdb rm in another process: the mark goes, with a warning, instead of a diff that fails."""
+    path, ids = fx
+    async with running(path, notifications=True) as (app, pilot):
+        for version_id in (ids["v1"], ids["v3"]):
+            await select(pilot, app, version_id)
+            await pilot.press("space")
+        assert table_of(app).marks == [ids["v1"], ids["v3"]]
+        done = subprocess.run(
+            [sys.executable, "-m", "mvcdb", "--db", str(path), "rm", "--force", ids["v3"]],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        await wait_for(pilot, lambda: table_of(app).marks == [ids["v1"]], timeout=15)
+        assert any("was removed: no longer marked" in w for w in warnings_of(app))
+        assert "marked: " + ids["v1"][:12] in status_of(app)

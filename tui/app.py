@@ -37,6 +37,7 @@ from .data import (
     load_lineage,
     load_page,
     metric_columns,
+    missing_ids,
     model_names,
     order_key,
     param_norms,
@@ -373,10 +374,29 @@ class MvcdbApp(App[None]):
             self.refresh_data()
 
     def refresh_data(self) -> None:
-        """Reload the table (cursor kept on the same version), the lineage and the detail."""
+        """Reload the table (cursor kept on the same version), the lineage and the detail; drop
+        marks on versions another process removed."""
         self.reload(keep_rows=self.table.row_count, changed=True)
         if self.lineage.model:
             self._load_lineage(self.lineage.model)
+        if self.table.marks:
+            self._check_marks(list(self.table.marks))
+
+    @work(thread=True, exclusive=True, group="marks", exit_on_error=False)
+    def _check_marks(self, marks: list[str]) -> None:
+        try:
+            gone = missing_ids(self.db_path, marks)
+        except (MvcdbError, sqlite3.Error):
+            return  # busy or being replaced: the next refresh looks again
+        if gone:
+            self.call_from_thread(self._unmark_removed, gone)
+
+    def _unmark_removed(self, gone: list[str]) -> None:
+        for version_id in gone:
+            if version_id in self.table.marks:
+                self.table.toggle_mark(version_id)
+                self.notify(f"{short(version_id)} was removed: no longer marked", severity="warning")
+        self._update_status()
 
     # -- actions -------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ these run inside Textual thread workers. Writes (tags) go through a short-lived 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -126,6 +127,19 @@ def model_names(path: str | Path) -> list[str]:
     """Every model name in the file."""
     with reading(path) as db:
         return db.models()
+
+
+def missing_ids(path: str | Path, version_ids: Sequence[str]) -> list[str]:
+    """Those of version_ids no longer in the file (removed by another process: mvcdb rm)."""
+    with reading(path) as db:
+        found = {
+            row[0]
+            for row in db.conn.execute(
+                "SELECT id FROM versions WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(version_ids)),),
+            )
+        }
+    return [i for i in version_ids if i not in found]
 
 
 def key_metrics(versions: Sequence[Version], limit: int = MAX_METRIC_COLUMNS) -> list[str]:
