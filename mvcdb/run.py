@@ -14,7 +14,10 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .errors import MvcdbError
+from .frameworks import framework_of
 from .recording import check_message
 from .refs import tag_list
 from .trajectory import BLOCK_ROWS, LogBuffer
@@ -35,6 +38,23 @@ class _Ended(list[int]):
 
     def append(self, step: int, /) -> None:
         raise MvcdbError(self.message)
+
+
+def _mutable(value: Any) -> bool:
+    """Whether a logged value is a buffer that can change in place (an array or a torch tensor)."""
+    return isinstance(value, np.ndarray) or (type(value) is not float and framework_of(value) == "torch")
+
+
+def _freeze(values: dict[str, Any]) -> None:
+    """Copy the arrays and tensors of one log() call, in place in its dict: they are kept until
+    their block converts (up to BLOCK_ROWS calls later), and a buffer updated in place meanwhile
+    (an optimizer step on a parameter, `w -= lr * grad`) must not change what was logged. A torch
+    tensor is detached and cloned on its own device (no host sync; its autograd graph is freed)."""
+    for name, value in values.items():
+        if isinstance(value, np.ndarray):
+            values[name] = value.copy()
+        elif framework_of(value) == "torch":
+            values[name] = value.detach().clone()
 
 
 class Run:
@@ -71,6 +91,9 @@ class Run:
         self._ended: str | None = None
         #: the first error a later block's conversion met, raised by commit()
         self._refused: MvcdbError | None = None
+        #: whether log() copies the arrays and tensors it is given (once the run has logged one;
+        #: a run of plain numbers never pays for the check)
+        self._copies = False
 
     def log(self, step: int, /, **values: Any) -> None:
         """Record the values of one iteration (scalars or arrays). Cheap: memory only.
@@ -81,6 +104,8 @@ class Run:
         else is kept, and commit() raises the error once (commit again to store the rest).
         """
         self._steps.append(step)  # raises once the run has ended (_Ended)
+        if self._copies:  # this run logs arrays or tensors: copy them now (see _freeze)
+            _freeze(values)
         rows = self._rows
         rows.append(values)  # the call's own fresh dict: kept as it is until its block is full
         if len(rows) >= self._block:
@@ -94,12 +119,21 @@ class Run:
         steps, rows = self._steps, self._rows
         self._steps, self._rows = [], []
         first, self._block = self._block == 1, BLOCK_ROWS
+        if first and rows and not self._copies and any(map(_mutable, rows[0].values())):
+            self._copies = True  # the first call logged an array: every call copies its arrays
+            _freeze(rows[0])
         try:
             self._log.add_block(steps, rows)
         except MvcdbError as exc:
             if first:
                 raise
             self._refused = self._refused or exc
+        finally:
+            if not self._copies and self._log.holds_arrays():
+                # A series of arrays began after the first call: copy from now on. Its rows in
+                # this block were kept as logged until now (a buffer changed in place meanwhile
+                # shows its state at this moment): log a copy to be exact from its first row.
+                self._copies = True
 
     def __len__(self) -> int:
         return self._log.nrows + len(self._rows)

@@ -66,6 +66,10 @@ class LogBuffer:
         self.series: dict[str, Series] = {}
         self.nrows = 0
 
+    def holds_arrays(self) -> bool:
+        """Whether some series keeps its values as logged (per-step arrays): its last part is a list."""
+        return any(s.parts and isinstance(s.parts[-1], list) for s in self.series.values())
+
     def add_block(self, steps: list[Any], rows: list[dict[str, Any]]) -> None:
         """Append logged rows (one dict of values per step). Bad values are kept as logged and
         judged by arrays() at commit. A row whose step is no int64 integer and a series whose

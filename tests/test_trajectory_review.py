@@ -235,3 +235,29 @@ def test_record_trajectory_errors_name_the_series(db: mvcdb.Database, value: Any
     with pytest.raises(mvcdb.MvcdbError, match=message) as info:
         db.record("m", trajectory={"a": value})
     assert "parameter" not in str(info.value)
+
+
+def test_arrays_updated_in_place_after_log_keep_their_logged_values(db: mvcdb.Database) -> None:
+    """A buffer changed in place after log() (w -= lr * grad, an optimizer step) is stored as it
+    was when logged, not as it is when its block converts."""
+    w = np.zeros(3)
+    with db.run("m") as run:
+        for step in range(5):
+            run.log(step, w=w, loss=float(step))
+            w += 1.0  # in place
+    assert db.trajectory(run.version)["w"].tolist() == [[float(s)] * 3 for s in range(5)]
+
+
+def test_torch_parameters_updated_in_place_keep_their_logged_values(db: mvcdb.Database) -> None:
+    torch = pytest.importorskip("torch")
+    layer = torch.nn.Linear(2, 1, bias=False)
+    torch.nn.init.zeros_(layer.weight)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+    with db.run("m") as run:
+        for step in range(4):
+            run.log(step, weight=layer.weight)
+            optimizer.zero_grad()
+            layer(torch.ones(1, 2)).sum().backward()  # d/dw = 1: each step subtracts 1
+            optimizer.step()
+    logged = db.trajectory(run.version)["weight"]
+    assert logged.reshape(4, 2).tolist() == [[-float(s)] * 2 for s in range(4)]
