@@ -563,9 +563,7 @@ async def test_singular_counts_escape_and_help(fx: tuple[Path, dict[str, str]]) 
 async def test_quit_and_help_stay_in_sight_on_an_80_column_terminal(fx: tuple[Path, dict[str, str]]) -> None:
     """The key bar is cut at its end on a narrow terminal: quit and help come first."""
     path, _ = fx
-    app = MvcdbApp(path)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await started(pilot, app)
+    async with running(path, size=(80, 24)) as (app, pilot):
         shown = text_of(app.query_one(KeyBar))[: 80 - 2]  # its padding: one column a side
         assert "q Quit" in shown and "? Help" in shown, shown
 
@@ -574,9 +572,7 @@ async def test_quit_and_help_stay_in_sight_on_an_80_column_terminal(fx: tuple[Pa
 async def test_dialogs_fit_a_60_column_terminal(fx: tuple[Path, dict[str, str]]) -> None:
     """The tag and export dialogs (72 columns wide) narrow to the screen instead of running off it."""
     path, _ = fx
-    app = MvcdbApp(path)
-    async with app.run_test(size=(60, 20)) as pilot:
-        await started(pilot, app)
+    async with running(path, size=(60, 20)) as (app, pilot):
         for key, screen in (("t", TagScreen), ("e", ExportScreen)):
             table_of(app).focus()
             await pilot.press(key)

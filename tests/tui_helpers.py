@@ -62,12 +62,14 @@ def row_ids(app: MvcdbApp) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def running(path: Path, *, notifications: bool = False) -> AsyncIterator[tuple[MvcdbApp, Pilot[None]]]:
-    """The app on path, under its pilot at SIZE, once the first page and detail have loaded."""
+async def running(
+    path: Path, *, notifications: bool = False, size: tuple[int, int] = SIZE
+) -> AsyncIterator[tuple[MvcdbApp, Pilot[None]]]:
+    """The app on path, under its pilot (at SIZE), once the first page and detail have loaded."""
     from mvcdb.tui.app import MvcdbApp
 
     app = MvcdbApp(path)
-    async with app.run_test(size=SIZE, notifications=notifications) as pilot:
+    async with app.run_test(size=size, notifications=notifications) as pilot:
         await started(pilot, app)
         yield app, pilot
 
