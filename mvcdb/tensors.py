@@ -54,34 +54,35 @@ def shape_json(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
 
-def as_array(name: str, value: Any) -> np.ndarray:
-    """Convert one parameter value to a numpy array, refusing non-numeric content clearly."""
+def as_array(name: str, value: Any, what: str = "parameter") -> np.ndarray:
+    """Convert one value to a numpy array, refusing non-numeric content clearly; what names the
+    kind of value in errors ('parameter', 'series')."""
     if isinstance(value, np.ndarray):
         arr = value
     elif isinstance(value, (np.generic, bool, int, float, complex)):
         try:
             arr = np.asarray(value)
         except OverflowError:
-            raise MvcdbError(f"parameter {name!r}: integer {value} does not fit in 64 bits") from None
+            raise MvcdbError(f"{what} {name!r}: integer {value} does not fit in 64 bits") from None
     elif framework_of(value) == "torch":  # a torch tensor: bf16/fp8 need bit views
         from .frameworks.torch import to_numpy
 
-        arr = to_numpy(name, value)
+        arr = to_numpy(name, value, what)
     elif hasattr(value, "__array__") and not isinstance(value, (str, bytes)):
         arr = np.asarray(value)
     else:
-        raise MvcdbError(f"parameter {name!r} must be a numpy array or a number, got {type(value).__name__}")
-    check_dtype(name, arr.dtype)
+        raise MvcdbError(f"{what} {name!r} must be a numpy array or a number, got {type(value).__name__}")
+    check_dtype(name, arr.dtype, what)
     return arr
 
 
-def check_dtype(name: str, dtype: np.dtype[Any]) -> None:
+def check_dtype(name: str, dtype: np.dtype[Any], what: str = "parameter") -> None:
     """Refuse dtypes mvcdb cannot store bit-exactly as numbers (objects, strings, records...)."""
     if name_of(dtype) in EXTENSION_ITEMSIZE:
         return  # bfloat16, float8...: stored as raw bits under their name (mvcdb/dtypes.py)
     if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise MvcdbError(
-            f"parameter {name!r} has dtype {dtype} ({dtype.kind!r}); only numeric arrays "
+            f"{what} {name!r} has dtype {dtype} ({dtype.kind!r}); only numeric values "
             "(bool, int, uint, float, complex) can be stored"
         )
 

@@ -189,7 +189,7 @@ def _converted(name: str, values: list[Any]) -> list[Any]:
     """Each value as record() converts a parameter (tensors.as_array: a torch tensor is detached
     and moved to the CPU, bfloat16 kept bit for bit); values unchanged if one cannot be."""
     try:
-        return [as_array(name, v) for v in values]
+        return [as_array(name, v, "series") for v in values]
     except Exception:
         return values
 
@@ -259,19 +259,8 @@ def _series_array(name: str, parts: list[np.ndarray | list[Any]]) -> np.ndarray:
         arr = _concat(arrays)
     except (ValueError, TypeError) as exc:
         raise MvcdbError(f"series {name!r}: values of different shapes or types ({exc})") from None
-    _check_series_dtype(name, arr.dtype)
+    check_dtype(name, arr.dtype, "series")
     return arr
-
-
-def _check_series_dtype(name: str, dtype: np.dtype[Any]) -> None:
-    """tensors.check_dtype, worded for a series."""
-    try:
-        check_dtype(name, dtype)
-    except MvcdbError:
-        raise MvcdbError(
-            f"series {name!r} has dtype {dtype} ({dtype.kind!r}); only numeric values "
-            "(bool, int, uint, float, complex) can be logged"
-        ) from None
 
 
 def _stacked(values: list[Any]) -> np.ndarray:
@@ -298,7 +287,7 @@ def column_array(name: str, values: list[Any]) -> np.ndarray:
             raise MvcdbError(f"series {name!r}: values of different shapes or types ({exc})") from None
         if arr.dtype.kind == "O":
             raise MvcdbError(f"series {name!r}: values of different shapes or types")
-    _check_series_dtype(name, arr.dtype)
+    check_dtype(name, arr.dtype, "series")
     return arr
 
 
@@ -310,7 +299,7 @@ def _series_value(name: str, value: Any) -> Any:
     if isinstance(value, (str, bytes)) or (framework_of(value) is None and not hasattr(value, "__array__")):
         raise MvcdbError(f"series {name!r}: a value is a {type(value).__name__}, not a number or an array")
     try:
-        return as_array(name, value)
+        return as_array(name, value, "series")
     except MvcdbError:
         raise
     except Exception as exc:  # the object's own conversion failed
@@ -332,7 +321,7 @@ def from_mapping(trajectory: Mapping[str, Any]) -> dict[str, np.ndarray]:
                 f"series {name!r} must be an array or a list of values, got {type(value).__name__}"
             )
         arr = value if isinstance(value, np.ndarray) else column_array(name, list(value))
-        _check_series_dtype(name, arr.dtype)
+        check_dtype(name, arr.dtype, "series")
         if arr.ndim == 0:
             raise MvcdbError(f"series {name!r} must have a leading step axis, got a scalar")
         out[name] = arr

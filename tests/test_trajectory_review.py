@@ -261,3 +261,11 @@ def test_torch_parameters_updated_in_place_keep_their_logged_values(db: mvcdb.Da
             optimizer.step()
     logged = db.trajectory(run.version)["weight"]
     assert logged.reshape(4, 2).tolist() == [[-float(s)] * 2 for s in range(4)]
+
+
+def test_torch_values_a_series_cannot_hold_are_named_as_series(db: mvcdb.Database) -> None:
+    torch = pytest.importorskip("torch")
+    run = db.run("m")
+    run.log(0, w=torch.empty(2, device="meta"))
+    with pytest.raises(mvcdb.MvcdbError, match="series 'w' is on the meta device"):
+        run.commit()

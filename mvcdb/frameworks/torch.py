@@ -60,7 +60,7 @@ _TORCH_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32}
 _NUMPY_BITS: dict[int, np.dtype[Any]] = {1: np.dtype("|u1"), 2: np.dtype("<i2"), 4: np.dtype("<i4")}
 
 
-def dtype_name(dtype: torch.dtype, name: str = "") -> str:
+def dtype_name(dtype: torch.dtype, name: str = "", what: str = "parameter") -> str:
     """The mvcdb dtype name of a torch dtype ('<f4', 'bfloat16', ...); MvcdbError if unsupported."""
     twin = _NUMPY.get(dtype)
     if twin is not None:
@@ -68,20 +68,21 @@ def dtype_name(dtype: torch.dtype, name: str = "") -> str:
     ext = _EXTENSION.get(dtype)
     if ext is not None:
         return ext
-    where = f"parameter {name!r} has " if name else ""
+    where = f"{what} {name!r} has " if name else ""
     raise MvcdbError(f"{where}torch dtype {dtype}, which mvcdb cannot store (quantized or sub-byte)")
 
 
-def to_numpy(name: str, tensor: Any) -> np.ndarray:
-    """A torch tensor as a numpy array with the same bits (a view of CPU memory when possible)."""
+def to_numpy(name: str, tensor: Any, what: str = "parameter") -> np.ndarray:
+    """A torch tensor as a numpy array with the same bits (a view of CPU memory when possible);
+    what names the kind of value in errors ('parameter', 'series')."""
     if not isinstance(tensor, torch.Tensor):
-        raise MvcdbError(f"parameter {name!r} is a {type(tensor).__name__}, not a torch tensor")
+        raise MvcdbError(f"{what} {name!r} is a {type(tensor).__name__}, not a torch tensor")
     if tensor.layout != torch.strided:
-        raise MvcdbError(f"parameter {name!r} is a {tensor.layout} tensor; densify it (to_dense()) first")
+        raise MvcdbError(f"{what} {name!r} is a {tensor.layout} tensor; densify it (to_dense()) first")
     if tensor.is_quantized:
-        raise MvcdbError(f"parameter {name!r} is quantized ({tensor.dtype}); dequantize it first")
+        raise MvcdbError(f"{what} {name!r} is quantized ({tensor.dtype}); dequantize it first")
     if tensor.device.type == "meta":
-        raise MvcdbError(f"parameter {name!r} is on the meta device: it holds no data")
+        raise MvcdbError(f"{what} {name!r} is on the meta device: it holds no data")
     t = tensor.detach()
     if t.is_conj():
         t = t.resolve_conj()
@@ -92,7 +93,7 @@ def to_numpy(name: str, tensor: Any) -> np.ndarray:
         return t.numpy()
     ext = _EXTENSION.get(t.dtype)
     if ext is None:
-        dtype_name(t.dtype, name)  # raises the clear error
+        dtype_name(t.dtype, name, what)  # raises the clear error
     assert ext is not None
     raw = t.view(_TORCH_BITS[EXTENSION_ITEMSIZE[ext]]).numpy()
     return from_bits(raw.view(bits_dtype(ext)), ext)
