@@ -780,7 +780,7 @@ class Database:
 
     def push(
         self,
-        remote: str | None,
+        remote: str | None = None,
         refs: Iterable[str] | None = None,
         *,
         force: bool = False,
@@ -798,7 +798,7 @@ class Database:
 
     def pull(
         self,
-        remote: str | None,
+        remote: str | None = None,
         refs: Iterable[str] | None = None,
         *,
         progress: ProgressCallback | None = None,

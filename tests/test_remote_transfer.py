@@ -245,6 +245,28 @@ def test_lazy_clone_fetches_parameters_on_restore(
     assert size_lazy < (tmp_path / "a.db").stat().st_size
 
 
+def test_a_lazy_clone_whose_remote_is_removed_and_added_again_still_fetches(
+    tmp_path: Path, pg_url: str, pg_env: dict[str, str]
+) -> None:
+    """The server moved: remote remove + remote add under the same name. The stubs still to fetch
+    come from the name added again (removing the remote dropped the link for good)."""
+    with mvcdb.open(tmp_path / "a.db") as a:
+        vs = _history(a, 2)
+        a.push(pg_url)
+        want = a.restore(vs[1].id)
+    transfer.clone(pg_url, tmp_path / "lazy.db", lazy=True)
+    with mvcdb.open(tmp_path / "lazy.db") as lz:
+        urls.remove(lz.conn, "origin")
+    with mvcdb.open(tmp_path / "lazy.db") as lz:  # reopened: the link is read from the file
+        with pytest.raises(mvcdb.MvcdbError, match="no remote named 'origin'"):
+            lz.restore(vs[1].id)
+        urls.add(lz.conn, "origin", pg_url)
+    with mvcdb.open(tmp_path / "lazy.db") as lz:
+        got = lz.restore(vs[1].id)
+        assert lz.pull().versions == 0 and lz.push().versions == 0  # no name: origin, as in the CLI
+    assert all(got[k].tobytes() == want[k].tobytes() for k in want)
+
+
 def test_lazy_clone_opened_read_only_still_fetches_and_keeps(
     tmp_path: Path, pg_url: str, pg_env: dict[str, str]
 ) -> None:

@@ -12,6 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
+from ..chunkcodec import STUB
 from ..connection import write_transaction
 from ..errors import MvcdbError
 from ..timeutil import now_text
@@ -149,11 +150,14 @@ def add(conn: sqlite3.Connection, name: str, url: str) -> Remote:
 
 
 def remove(conn: sqlite3.Connection, name: str) -> None:
-    """Forget a remote (nothing on the server is touched)."""
+    """Forget a remote (nothing on the server is touched). A lazy clone keeps the name it fetches
+    from while chunks are still to fetch: a remote added again under that name (the server
+    moved) then serves them; dropped, they could never be fetched."""
     with write_transaction(conn):
         if conn.execute("DELETE FROM remotes WHERE name = ?", (name,)).rowcount == 0:
             raise MvcdbError(f"no remote named {name!r}")
-        conn.execute("DELETE FROM meta WHERE key = 'lazy_remote' AND value = ?", (name,))
+        if not conn.execute(f"SELECT 1 FROM chunks WHERE codec = {STUB} LIMIT 1").fetchone():
+            conn.execute("DELETE FROM meta WHERE key = 'lazy_remote' AND value = ?", (name,))
 
 
 def list_remotes(conn: sqlite3.Connection) -> list[Remote]:
