@@ -267,6 +267,32 @@ def test_a_lazy_clone_whose_remote_is_removed_and_added_again_still_fetches(
     assert all(got[k].tobytes() == want[k].tobytes() for k in want)
 
 
+def test_push_after_rm_force_of_a_parent(tmp_path: Path, pg_url: str, pg_env: dict[str, str]) -> None:
+    """A child whose parent was removed here with rm --force: pushed when the remote has the parent
+    (the local lineage cannot see it any more); else a plain push sends everything else and says
+    what it left out, and a push naming it says why it cannot."""
+    with mvcdb.open(tmp_path / "a.db") as a:
+        on_remote = a.record("m", {"w": np.ones(3)}, tags="staging")
+        a.push(pg_url, ["staging"])
+        child = a.record("m", {"w": np.ones(3) * 2}, parent=on_remote)
+        never_pushed = a.record("m", {"w": np.ones(3) * 3})
+        orphan = a.record("m", {"w": np.ones(3) * 4}, parent=never_pushed, tags="mine")
+        grandchild = a.record("m", {"w": np.ones(3) * 5}, parent=orphan)
+        unrelated = a.record("u", {"w": np.zeros(2)}, tags="other")
+        a.rm(on_remote, force=True)
+        a.rm(never_pushed, force=True)
+        assert a.push(pg_url, [child.id]).versions == 1  # its parent is on the remote
+        with pytest.raises(mvcdb.MvcdbError, match=f"cannot push version {orphan.id[:12]}: its parent"):
+            a.push(pg_url, ["mine"])
+        report = a.push(pg_url)
+        assert report.versions == 1 and report.tags_moved == ["other"]  # unrelated, and its tag
+        assert sorted(s.split()[0] for s in report.skipped) == sorted([orphan.id[:12], grandchild.id[:12]])
+    transfer.clone(pg_url, tmp_path / "b.db")
+    with mvcdb.open(tmp_path / "b.db") as b:
+        assert {v.id for v in b.versions()} == {on_remote.id, child.id, unrelated.id}
+        assert b.get(child.id).parents == (on_remote.id,) and b.verify().ok
+
+
 def test_lazy_clone_opened_read_only_still_fetches_and_keeps(
     tmp_path: Path, pg_url: str, pg_env: dict[str, str]
 ) -> None:

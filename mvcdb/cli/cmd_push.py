@@ -24,7 +24,9 @@ def command(
     along the lineage unless --force.
 
     --json prints {"remote", "versions", "chunks", "bytes", "tags_moved": [name],
-    "tags_rejected": [text], "tags_kept": [name], "chunks_not_fetched"} (what was sent).
+    "tags_rejected": [text], "tags_kept": [name], "chunks_not_fetched", "skipped": [text]} (what
+    was sent; skipped: versions left out because their parent was removed here and is not on the
+    remote).
     """
     db = open_db(ctx, readonly=True)
     from mvcdb.remote.urls import label
@@ -34,6 +36,8 @@ def command(
     if as_json:
         emit_json(report)
         return
+    for skipped in report.skipped:
+        click.echo(f"Not pushed: {skipped}.", err=True)
     if not (report.versions or report.chunks or report.tags_moved):
         click.echo(f"{report.remote} is up to date.")
         return

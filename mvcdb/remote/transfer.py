@@ -86,6 +86,8 @@ class TransferReport:
     tags_rejected: list[str] = field(default_factory=list)
     tags_kept: list[str] = field(default_factory=list)
     stubs: int = 0
+    #: versions a push left out (their parent was removed locally and is not on the remote)
+    skipped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +99,7 @@ class TransferReport:
             "tags_rejected": self.tags_rejected,
             "tags_kept": self.tags_kept,
             "chunks_not_fetched": self.stubs,
+            "skipped": self.skipped,
         }
 
 
@@ -204,6 +207,29 @@ def _local_closure(db: Database, refs: Iterable[str] | None) -> tuple[list[tuple
     return [(int(v), str(i)) for v, i in rows], tag_names
 
 
+def _without_parents(
+    conn: psycopg.Connection[Any], incoming: dict[str, IncomingVersion], remote_has: set[str]
+) -> dict[str, str]:
+    """child id -> a parent id it cannot be pushed without: parents neither pushed along nor on
+    the remote (removed here with rm --force), and the descendants of such versions. Parents the
+    remote has are added to remote_has (the local closure cannot see them: their edges are gone)."""
+    named = {p for v in incoming.values() for p in v.manifest.parents}
+    remote_has |= _remote_has_versions(conn, sorted(named - incoming.keys() - remote_has))
+    orphans: dict[str, str] = {}
+    changed = True
+    while changed:  # a version whose parent cannot go cannot go either
+        changed = False
+        for child, version in incoming.items():
+            if child in orphans:
+                continue
+            for parent in version.manifest.parents:
+                if parent in orphans or (parent not in incoming and parent not in remote_has):
+                    orphans[child] = parent
+                    changed = True
+                    break
+    return orphans
+
+
 def _remote_has_versions(conn: psycopg.Connection[Any], ids: Sequence[str]) -> set[str]:
     have: set[str] = set()
     for part in _batches(ids):
@@ -243,6 +269,21 @@ def _push(
             (json.dumps(list(part)),),
         ):
             incoming[vid_hex] = verified_manifest(vid_hex, bytes(blob))
+    orphans = _without_parents(conn, incoming, remote_has)
+    if orphans and refs is not None:
+        child, parent = next(iter(orphans.items()))
+        raise MvcdbError(
+            f"cannot push version {child[:12]}: its parent {parent[:12]} was removed here (rm --force)"
+            " and the remote does not have it"
+        )
+    for child, parent in orphans.items():  # a plain push sends everything else
+        del incoming[child]
+        report.skipped.append(
+            f"{child[:12]} (its parent {parent[:12]} was removed here and is not on the remote)"
+        )
+    if orphans:  # and the tags on them
+        local_tags = db.tags()
+        tag_names = [t for t in tag_names if local_tags[t] not in orphans]
     order = topological(dict(sorted(incoming.items())), remote_has)
     hashes = sorted({h for v in incoming.values() for t in v.manifest.tensors for h in t.hashes})
     need = sorted(set(hashes) - _remote_has_chunks(conn, hashes))
