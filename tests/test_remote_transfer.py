@@ -267,6 +267,18 @@ def test_a_lazy_clone_whose_remote_is_removed_and_added_again_still_fetches(
     assert all(got[k].tobytes() == want[k].tobytes() for k in want)
 
 
+def test_pull_keeps_a_tag_deleted_here_deleted(tmp_path: Path, pg_url: str) -> None:
+    """A tag deleted locally is not brought back by the next pull (as merge keeps ours, deleted)."""
+    with mvcdb.open(tmp_path / "a.db") as a:
+        v = a.record("m", {"w": np.ones(2)}, tags=["t", "u"])
+        a.push(pg_url)
+        a.untag("t")
+        report = a.pull(pg_url)
+        assert report.tags_kept == ["t"] and a.tags() == {"u": v.id}
+        a.tag(v, "t")  # tagging again is the way back
+        assert a.pull(pg_url).tags_kept == [] and a.tags() == {"t": v.id, "u": v.id}
+
+
 def test_push_after_rm_force_of_a_parent(tmp_path: Path, pg_url: str, pg_env: dict[str, str]) -> None:
     """A child whose parent was removed here with rm --force: pushed when the remote has the parent
     (the local lineage cannot see it any more); else a plain push sends everything else and says

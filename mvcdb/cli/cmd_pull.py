@@ -43,7 +43,7 @@ def command(ctx: click.Context, remote: str | None, refs: tuple[str, ...], as_js
     click.echo(f"{line} from {report.remote}.")
     if report.tags_kept:
         click.echo(
-            f"Kept local tags that moved elsewhere: {', '.join(report.tags_kept)} "
+            f"Kept local tags that moved elsewhere or were deleted here: {', '.join(report.tags_kept)} "
             "(move them with `mvcdb tag` if the remote's position is right)",
             err=True,
         )

@@ -775,6 +775,14 @@ def _pull_tags(
         ).fetchall()
     )
     local = db.tags()
+    deleted_here = {  # tags whose last move here was a deletion: kept deleted, as merge does
+        str(name)
+        for (name,) in db.conn.execute(
+            "SELECT h.name FROM tag_history h WHERE h.name IN (SELECT value FROM json_each(?))"
+            " AND h.to_id IS NULL AND h.seq = (SELECT max(seq) FROM tag_history WHERE name = h.name)",
+            (json.dumps(list(tag_names)),),
+        )
+    }
     author, at = current_author(), now_text()
     with write_transaction(db.conn):
         insert_tag_moves(db.conn, history)
@@ -783,8 +791,10 @@ def _pull_tags(
             row = db.conn.execute("SELECT vid FROM versions WHERE id = ?", (target,)).fetchone()
             if mine == target or row is None:
                 continue
-            if mine is not None and not _local_descends(db, target, mine):
-                report.tags_kept.append(tag)  # moved elsewhere locally: the user decides
+            if (mine is not None and not _local_descends(db, target, mine)) or (
+                mine is None and tag in deleted_here
+            ):
+                report.tags_kept.append(tag)  # moved elsewhere or deleted locally: the user decides
                 continue
             db.conn.execute(
                 "INSERT INTO tags (name, vid) VALUES (?, ?)"
