@@ -76,6 +76,9 @@ class Stats:
     chunk_raw_bytes: int
     stored_bytes: int
     orphan_chunks: int
+    #: chunks of a lazy clone not fetched yet, and their raw bytes (not in stored_bytes)
+    unfetched_chunks: int = 0
+    unfetched_raw_bytes: int = 0
 
     @property
     def logical_bytes(self) -> int:
@@ -89,8 +92,9 @@ class Stats:
 
     @property
     def compression_ratio(self) -> float:
-        """Distinct chunk bytes / bytes actually stored: what encoding (zstd, deltas) saves."""
-        return _ratio(self.chunk_raw_bytes, self.stored_bytes)
+        """Distinct chunk bytes / bytes actually stored: what encoding (zstd, deltas) saves (over
+        the chunks this file holds: a lazy clone's unfetched ones are left out)."""
+        return _ratio(self.chunk_raw_bytes - self.unfetched_raw_bytes, self.stored_bytes)
 
     @property
     def total_ratio(self) -> float:
@@ -108,6 +112,7 @@ class Stats:
             "series": self.series,
             "chunks": self.chunks,
             "orphan_chunks": self.orphan_chunks,
+            "chunks_not_fetched": self.unfetched_chunks,
             "tags": self.tags,
             "tag_moves": self.tag_moves,
             "param_bytes": self.param_bytes,
@@ -129,7 +134,12 @@ class Stats:
                 f"versions      {self.versions} of {self.models} model(s); {self.tags} tag(s),"
                 f" {self.tag_moves} tag move(s)",
                 f"tensors       {self.tensors} parameter tensor(s), {self.series} trajectory series",
-                f"chunks        {self.chunks} ({self.orphan_chunks} unreferenced: `mvcdb gc` reclaims them)",
+                f"chunks        {self.chunks} ({self.orphan_chunks} unreferenced: `mvcdb gc` reclaims them)"
+                + (
+                    f"; {self.unfetched_chunks} not fetched yet (a lazy clone)"
+                    if self.unfetched_chunks
+                    else ""
+                ),
                 f"logical       {fb(self.logical_bytes)} (parameters {fb(self.param_bytes)},"
                 f" trajectories {fb(self.trajectory_bytes)})",
                 f"distinct      {fb(self.chunk_raw_bytes)}  dedup {self.dedup_ratio:.2f}x",
@@ -144,8 +154,10 @@ def stats(db: Database) -> Stats:
     one = _one(db.conn)
     by_kind = dict(db.conn.execute("SELECT kind, coalesce(sum(nbytes), 0) FROM tensors GROUP BY kind"))
     counts = dict(db.conn.execute("SELECT kind, count(*) FROM tensors GROUP BY kind"))
-    chunks, raw, stored = db.conn.execute(
-        "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(length(data)), 0) FROM chunks"
+    chunks, raw, stored, unfetched, unfetched_raw = db.conn.execute(
+        "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(length(data)), 0),"
+        f" coalesce(sum(codec = {STUB}), 0), coalesce(sum(CASE WHEN codec = {STUB} THEN size END), 0)"
+        " FROM chunks"
     ).fetchone()
     return Stats(
         path=str(db.path),
@@ -162,6 +174,8 @@ def stats(db: Database) -> Stats:
         chunk_raw_bytes=int(raw),
         stored_bytes=int(stored),
         orphan_chunks=one(f"SELECT count(*) FROM chunks WHERE cid NOT IN ({_LIVE_CHUNKS})"),
+        unfetched_chunks=int(unfetched),
+        unfetched_raw_bytes=int(unfetched_raw),
     )
 
 

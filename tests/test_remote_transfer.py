@@ -228,6 +228,9 @@ def test_lazy_clone_fetches_parameters_on_restore(
     with mvcdb.open(tmp_path / "a.db") as a, mvcdb.open(tmp_path / "lazy.db") as lz:
         stubs_before = lz.conn.execute("SELECT count(*) FROM chunks WHERE codec = 15").fetchone()[0]
         assert stubs_before == report.stubs
+        stats = lz.stats()  # unfetched chunks are no "compression" (this said ~7,500x)
+        assert stats.unfetched_chunks == stubs_before and stats.compression_ratio < 3
+        assert f"{stubs_before} not fetched yet" in str(stats)
         # metadata, metrics, lineage and trajectories are all there without fetching
         assert lz.get(vs[2].id).to_dict() == a.get(vs[2].id).to_dict()
         assert lz.trajectory(vs[1].id)["loss"].tobytes() == a.trajectory(vs[1].id)["loss"].tobytes()
