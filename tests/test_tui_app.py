@@ -413,6 +413,7 @@ async def submit_filter(pilot: Pilot[None], app: MvcdbApp, text: str) -> None:
     await pilot.pause(0.1)
 
 
+@pytest.mark.slow  # seconds of pilot work: the full suite (CI) runs it
 @synchronous
 async def test_sort_next_steps_through_every_column(tmp_path: Path) -> None:
     """o visits every column in turn: metric columns keep their places when a sort reloads the page.
@@ -443,6 +444,7 @@ async def test_sort_next_steps_through_every_column(tmp_path: Path) -> None:
         assert [str(k.value) for k in table.columns if k.value != "mark"] == keys
 
 
+@pytest.mark.slow  # seconds of pilot work: the full suite (CI) runs it
 @synchronous
 async def test_a_refused_filter_is_not_adopted(fx: tuple[Path, dict[str, str]]) -> None:
     """val_mse<abc: one error, the previous filter, rows and status stay; refreshes do not repeat it."""
@@ -489,6 +491,7 @@ async def test_no_rows_clear_the_detail_and_rows_back_reload_it(fx: tuple[Path, 
         await wait_for(pilot, lambda: ids["m2"] in lineage.nodes)
 
 
+@pytest.mark.slow  # seconds of pilot work: the full suite (CI) runs it
 @synchronous
 async def test_export_and_tag_refuse_without_a_shown_version(fx: tuple[Path, dict[str, str]]) -> None:
     """With no row shown, e and t say "No version selected." as c does, and open no dialog."""
@@ -539,6 +542,7 @@ async def test_export_follows_the_typed_extension(fx: tuple[Path, dict[str, str]
         assert errors(app) == []
 
 
+@pytest.mark.slow  # seconds of pilot work: the full suite (CI) runs it
 @synchronous
 async def test_singular_counts_escape_and_help(fx: tuple[Path, dict[str, str]]) -> None:
     """'1 version'; escape on the table clears the filter (not under a dialog); help says the poll."""
