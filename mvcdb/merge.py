@@ -135,8 +135,16 @@ class _Plan:
     notes: list[str] = field(default_factory=list)
 
 
+class _Refused(MvcdbError):
+    """A source the copy refuses (damaged or forged content): merge's words; export rewords it."""
+
+    def __init__(self, source: str, what: str) -> None:
+        super().__init__(f"refusing to merge from {source}: {what}; nothing of it was written")
+        self.source, self.what = source, what
+
+
 def _refuse(source: str, what: str) -> MvcdbError:
-    return MvcdbError(f"refusing to merge from {source}: {what}; nothing of it was written")
+    return _Refused(source, what)
 
 
 # -- planning: read and validate everything the source offers -----------------------------------
@@ -466,8 +474,10 @@ def export(
     try:
         with Database(target, chunk_size=db.chunk_size) as dst:
             return _copy(db, dst, ids=ids, tag_names=tag_names, theirs=False, progress=progress)
-    except BaseException:
+    except BaseException as exc:
         for suffix in ("", "-wal", "-shm", "-journal"):
             with contextlib.suppress(OSError):
                 os.unlink(f"{target}{suffix}")
+        if isinstance(exc, _Refused):
+            raise MvcdbError(f"cannot export from {exc.source}: {exc.what}; no bundle was written") from None
         raise

@@ -196,6 +196,24 @@ def test_tampered_chunk_in_a_bundle_is_refused(
     refused(a, bundle, r"chunk [0-9a-f]{12} of param 'w' of version " + ids["bob2"][:12])
 
 
+def test_export_of_a_damaged_chunk_says_export_and_leaves_no_bundle(
+    teammates: tuple[Path, Path, dict[str, str]], tmp_path: Path
+) -> None:
+    _, b, ids = teammates
+    flip_chunk_byte(
+        b,
+        "SELECT tc.cid FROM tensor_chunks tc JOIN versions v ON v.vid = tc.vid"
+        " WHERE v.id = ? AND tc.name = 'w'",
+        ids["bob2"],
+    )
+    bundle = tmp_path / "bundle.db"
+    with mvcdb.open(b) as db, pytest.raises(mvcdb.MvcdbError) as refused_export:
+        db.export([ids["bob2"]], bundle)
+    message = str(refused_export.value)
+    assert message.startswith(f"cannot export from {b}: chunk ") and message.endswith("no bundle was written")
+    assert not bundle.exists()
+
+
 def test_tampered_manifest_is_refused(teammates: tuple[Path, Path, dict[str, str]]) -> None:
     a, b, ids = teammates
     tamper(b, "UPDATE versions SET manifest = CAST(manifest || x'00' AS BLOB) WHERE id = ?", ids["bob"])
