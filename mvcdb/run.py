@@ -51,10 +51,8 @@ def _freeze(values: dict[str, Any]) -> None:
     (an optimizer step on a parameter, `w -= lr * grad`) must not change what was logged. A torch
     tensor is detached and cloned on its own device (no host sync; its autograd graph is freed)."""
     for name, value in values.items():
-        if isinstance(value, np.ndarray):
-            values[name] = value.copy()
-        elif framework_of(value) == "torch":
-            values[name] = value.detach().clone()
+        if _mutable(value):
+            values[name] = value.copy() if isinstance(value, np.ndarray) else value.detach().clone()
 
 
 class Run:

@@ -62,7 +62,8 @@ def parse_when(value: datetime | str, what: str = "time", now: datetime | None =
     """A datetime (naive = UTC), an ISO date or time ('2026-01-31', '2026-01-31T12:00', with a
     zone or 'Z'), or a relative '30s', '30m', '12h', '7d', '2w' (that long ago), as an aware UTC
     datetime. MvcdbError for anything else, or a time outside the years 1-9999 in UTC (so no
-    OverflowError surfaces later)."""
+    OverflowError surfaces later). what names the value in messages ('' for the value alone)."""
+    subject = f"{what} {value!r}" if what else repr(value)
     try:
         if isinstance(value, datetime):
             moment = value
@@ -80,9 +81,9 @@ def parse_when(value: datetime | str, what: str = "time", now: datetime | None =
         return moment.astimezone(timezone.utc)
     except ValueError:
         raise MvcdbError(
-            f"{what} {value!r} is not a date: use 2026-01-31, 2026-01-31T12:00, or 30m/12h/7d/2w ago"
+            f"{subject} is not a date: use 2026-01-31, 2026-01-31T12:00, or 30m/12h/7d/2w ago"
         ) from None
     except OverflowError:
         raise MvcdbError(
-            f"{what} {value!r} is out of range: use a time between the years 1 and 9999 (UTC)"
+            f"{subject} is out of range: use a time between the years 1 and 9999 (UTC)"
         ) from None

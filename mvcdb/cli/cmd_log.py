@@ -20,9 +20,9 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     from mvcdb.timeutil import parse_when as parse
 
     try:
-        return parse(text, now=now)
+        return parse(text, "", now=now)
     except MvcdbError as exc:
-        raise click.BadParameter(str(exc).removeprefix("time ")) from None
+        raise click.BadParameter(str(exc)) from None
 
 
 class _When(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.2
