@@ -30,12 +30,14 @@ from .errors import (  # noqa: E402 - light: no numpy
 
 if TYPE_CHECKING:
     from .compare import Comparison
-    from .database import Database, ParentRef
+    from .database import Database, ParentRef, ProgressCallback
     from .diff import Diff
     from .lineage import LineageTree
     from .maintenance import GcReport, Stats, VerifyReport
     from .merge import MergeReport
     from .models import TagMove, TensorInfo, Version, VersionList
+    from .remote.transfer import TransferReport
+    from .remote.urls import Remote
     from .run import Run
 
 #: Loaded on first use (PEP 562), so `mvcdb --help` and `import mvcdb.cli` stay fast.
@@ -53,6 +55,8 @@ _LAZY = {
     "VerifyReport": "maintenance",
     "GcReport": "maintenance",
     "MergeReport": "merge",
+    "Remote": "remote.urls",
+    "TransferReport": "remote.transfer",
 }
 
 
@@ -120,6 +124,24 @@ def record(
             opened.close()
 
 
+def clone(
+    url: str,
+    path: str | os.PathLike[str],
+    *,
+    lazy: bool = False,
+    name: str = "origin",
+    progress: ProgressCallback | None = None,
+) -> TransferReport:
+    """Create a new .db at `path` holding everything the PostgreSQL remote at `url` has, with the
+    remote stored as `name` (without its password). lazy: fetch no parameters until a restore
+    (or Database.fetch) needs them. Returns what was copied; open the file with mvcdb.open(path).
+    """
+    from .database import as_path
+    from .remote.transfer import clone as clone_remote
+
+    return clone_remote(url, as_path(path, "the clone's path"), lazy=lazy, name=name, progress=progress)
+
+
 __all__ = [
     "BusyError",
     "Comparison",
@@ -142,7 +164,10 @@ __all__ = [
     "TensorInfo",
     "Version",
     "VersionList",
+    "Remote",
+    "TransferReport",
     "__version__",
+    "clone",
     "open",
     "record",
 ]

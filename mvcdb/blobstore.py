@@ -265,7 +265,7 @@ class BlobStore:
 
     def _put_inline(self, pieces: Sequence[_Piece], hashes: Sequence[bytes]) -> list[int]:
         """Small tensors: everything on the calling thread, one transaction if anything is new."""
-        known = self._lookup(hashes)
+        known = self._lookup(hashes, stubs=False)
         new: dict[bytes, _NewChunk] = {}
         for digest, piece in zip(hashes, pieces, strict=True):
             if digest in known or digest in new:
@@ -360,19 +360,49 @@ class BlobStore:
                         len(enc.payload) if through_blob else enc.payload,
                     ),
                 )
-                if cur.rowcount == 1 and cur.lastrowid is not None:
+                cid = (
+                    cur.lastrowid
+                    if cur.rowcount == 1
+                    else self._fill_stub(n, enc, depth, base_cid, through_blob)
+                )
+                if cid is not None:
                     if through_blob:
-                        with self.conn.blobopen("chunks", "data", cur.lastrowid) as blob:
+                        with self.conn.blobopen("chunks", "data", cid) as blob:
                             blob.write(enc.payload)
-                    written[n.digest] = cur.lastrowid
+                    written[n.digest] = cid
         return written
 
-    def _lookup(self, hashes: Sequence[bytes]) -> dict[bytes, int]:
+    def _fill_stub(
+        self, n: _NewChunk, enc: chunkcodec.Encoded, depth: int, base_cid: int | None, through_blob: bool
+    ) -> int | None:
+        """A chunk already here only as a lazy clone's stub (not fetched yet) gets these bytes, in
+        place (its cid stays); None if the row that is here is a real chunk."""
+        row = self.conn.execute(
+            f"UPDATE chunks SET codec = ?, itemsize = ?, stride = ?, base = ?, depth = ?,"
+            f" data = {'zeroblob(?)' if through_blob else '?'} WHERE hash = ? AND codec = {chunkcodec.STUB}"
+            " RETURNING cid",
+            (
+                enc.codec,
+                enc.itemsize,
+                enc.stride,
+                base_cid,
+                depth,
+                len(enc.payload) if through_blob else enc.payload,
+                n.digest,
+            ),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _lookup(self, hashes: Sequence[bytes], *, stubs: bool = True) -> dict[bytes, int]:
+        """hash -> cid of the chunks here; stubs=False leaves out a lazy clone's unfetched ones."""
         found: dict[bytes, int] = {}
+        real = "" if stubs else f" AND codec != {chunkcodec.STUB}"
         for i in range(0, len(hashes), 500):
             part = hashes[i : i + 500]
             marks = ",".join("?" * len(part))
-            found.update(self.conn.execute(f"SELECT hash, cid FROM chunks WHERE hash IN ({marks})", part))
+            found.update(
+                self.conn.execute(f"SELECT hash, cid FROM chunks WHERE hash IN ({marks}){real}", part)
+            )
         return found
 
     def _base_chain(self, piece: _Piece) -> Chain | None:
@@ -393,10 +423,11 @@ class BlobStore:
         """Insert the raw pieces not yet stored (one short transaction); return every piece's cid.
 
         hashes[i] must be the SHA-256 of pieces[i]; merge and remotes use this to add chunks
-        (stored with a plain encoding: byte planes of itemsize-wide lanes, or zstd).
+        (stored with a plain encoding: byte planes of itemsize-wide lanes, or zstd). A chunk held
+        only as a lazy clone's stub is filled in with its bytes.
         """
         lane = itemsize if itemsize in (1, 2, 4, 8) else 1
-        known = self._lookup(hashes)
+        known = self._lookup(hashes, stubs=False)
         todo: dict[bytes, memoryview] = {}
         for digest, piece in zip(hashes, pieces, strict=True):
             if digest not in known and digest not in todo:

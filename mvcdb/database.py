@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from .maintenance import GcReport, Stats, VerifyReport
     from .merge import MergeReport
     from .remote.transfer import TransferReport
+    from .remote.urls import Remote
 
 #: progress(done, total, what): called by long operations (verify, gc, merge, export).
 ProgressCallback = Callable[[int, int, str], None]
@@ -807,3 +808,33 @@ class Database:
         from .remote.transfer import pull
 
         return pull(self, remote, refs, progress=progress)
+
+    def fetch(
+        self, refs: Iterable[str] | None = None, *, progress: ProgressCallback | None = None
+    ) -> TransferReport:
+        """In a lazy clone, fetch the parameters not fetched yet (of the versions refs name, or of
+        every version) from its remote, so that restoring them works offline. Elsewhere a no-op."""
+        from .remote.transfer import fetch
+
+        return fetch(self, None if refs is None else ref_list(refs, "refs"), progress=progress)
+
+    def remotes(self) -> list[Remote]:
+        """The team remotes this file pushes to and pulls from, by name (URLs hold no password)."""
+        from .remote import urls
+
+        return urls.list_remotes(self.conn)
+
+    def add_remote(self, name: str, url: str) -> Remote:
+        """Store remote `name` at a PostgreSQL `url` (a password in it is removed: libpq's
+        PGPASSWORD, ~/.pgpass or a service file supply it when connecting)."""
+        from .remote import urls
+
+        self._check_writable()
+        return urls.add(self.conn, name, url)
+
+    def remove_remote(self, name: str) -> None:
+        """Forget remote `name` (nothing on the server changes)."""
+        from .remote import urls
+
+        self._check_writable()
+        urls.remove(self.conn, name)

@@ -16,7 +16,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ import numpy as np
 
 from . import inline
 from .author import current_author
+from .chunkcodec import STUB
 from .connection import write_transaction
 from .copying import (
     MAX_CHUNK_BYTES,
@@ -248,7 +249,31 @@ def _needed_chunks(src: Database, dst: Database, versions: Sequence[IncomingVers
                 needs.setdefault(h, _Need(h, cid, size, _itemsize(t.dtype), owner))
             if total != t.nbytes:
                 raise _refuse(source, f"the chunks of {owner} hold {total} bytes, not {t.nbytes}")
-    return list(needs.values())
+    return list(needs.values()) + _stubs_to_fill(src, dst, needs.keys())
+
+
+def _stubs_to_fill(src: Database, dst: Database, planned: Collection[bytes]) -> list[_Need]:
+    """The chunks a lazy clone (dst) has not fetched yet and the source holds: copied too, so
+    that a merge of a full file makes the clone's versions restorable offline."""
+    if dst.store.fetch_missing is None:  # not a lazy clone: no stubs
+        return []
+    stubs = {
+        bytes(h): int(size)
+        for h, size in dst.conn.execute(f"SELECT hash, size FROM chunks WHERE codec = {STUB}")
+        if bytes(h) not in planned
+    }
+    needs: list[_Need] = []
+    for start in range(0, len(stubs), 500):
+        part = list(stubs)[start : start + 500]
+        for digest, cid, size, itemsize in src.conn.execute(
+            f"SELECT hash, cid, size, itemsize FROM chunks WHERE codec != {STUB}"
+            f" AND hash IN ({','.join('?' * len(part))})",
+            part,
+        ):
+            if size != stubs[bytes(digest)]:
+                raise _refuse(str(src.path), f"chunk {bytes(digest).hex()[:12]} claims {size} bytes")
+            needs.append(_Need(bytes(digest), int(cid), int(size), int(itemsize), "a chunk not fetched yet"))
+    return needs
 
 
 def _copy_chunks(

@@ -39,6 +39,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "push": ("cmd_push", "Send a remote the versions, chunks and tags it lacks."),
     "pull": ("cmd_pull", "Copy in what a remote has that this file lacks."),
     "clone": ("cmd_clone", "Create a new file from a remote (--lazy: no parameters)."),
+    "fetch": ("cmd_fetch", "In a lazy clone, fetch parameters not fetched yet (offline use)."),
 }
 
 

@@ -26,10 +26,10 @@ def command(url: str, path: str, lazy: bool, as_json: bool) -> None:
     --json prints {"path", "remote", "versions", "chunks", "bytes", "tags_moved": [name],
     "tags_rejected": [], "tags_kept": [], "chunks_not_fetched"}.
     """
-    from mvcdb.remote.transfer import clone
+    import mvcdb
 
     with progress("Cloning") as cb:
-        report = clone(url, path, lazy=lazy, progress=cb)
+        report = mvcdb.clone(url, path, lazy=lazy, progress=cb)
     if as_json:
         emit_json({"path": path, **report.to_dict()})
         return

@@ -23,10 +23,7 @@ def command() -> None:
 @click.pass_context
 def add(ctx: click.Context, name: str, url: str) -> None:
     """Add remote NAME at URL (postgresql://[user@]host[:port]/dbname)."""
-    from mvcdb.remote import urls
-
-    db = open_db(ctx)
-    remote = urls.add(db.conn, name, url)
+    remote = open_db(ctx).add_remote(name, url)
     note = " (password removed: use PGPASSWORD or ~/.pgpass)" if remote.url != url.strip() else ""
     click.echo(f"Added remote {remote.name}: {remote.url}{note}")
 
@@ -36,9 +33,7 @@ def add(ctx: click.Context, name: str, url: str) -> None:
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool) -> None:
     """List the remotes. --json prints [{"name", "url", "created_at"}]."""
-    from mvcdb.remote import urls
-
-    remotes = urls.list_remotes(open_db(ctx, readonly=True).conn)
+    remotes = open_db(ctx, readonly=True).remotes()
     if as_json:
         emit_json([r.to_dict() for r in remotes])
     elif remotes:
@@ -52,7 +47,5 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def remove(ctx: click.Context, name: str) -> None:
     """Forget remote NAME (nothing on the server is changed)."""
-    from mvcdb.remote import urls
-
-    urls.remove(open_db(ctx).conn, name)
+    open_db(ctx).remove_remote(name)
     click.echo(f"Removed remote {name}.")

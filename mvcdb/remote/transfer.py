@@ -41,7 +41,7 @@ from ..copying import (
     verified_manifest,
 )
 from ..errors import DecodeError, IntegrityError, MvcdbError, RefError
-from ..refs import HEX_RE, MIN_PREFIX, check_tag_name, latest_of, split_ref
+from ..refs import HEX_RE, MIN_PREFIX, check_tag_name, latest_of, ref_list, split_ref
 from ..timeutil import now_text
 from . import pg, urls
 from .chunks import insert_encoded, insert_stubs
@@ -112,7 +112,7 @@ class _Progress:
 
     def show(self) -> None:
         if self.cb is not None:
-            what = f"{self.versions_done}/{self.versions_total} versions"
+            what = f"{self.versions_done}/{self.versions_total} versions" if self.versions_total else "chunks"
             self.cb(self.bytes_done, self.bytes_total, what)
 
     def add_bytes(self, n: int) -> None:
@@ -878,7 +878,11 @@ class LazyFetcher:
             self._remote = _connect(self.db, self.remote)
         return self._remote
 
-    def __call__(self, cids: list[int]) -> None:
+    def __call__(
+        self, cids: list[int], report: TransferReport | None = None, progress: _Progress | None = None
+    ) -> None:
+        """Fetch the stub chunks among cids (others are skipped); report and progress, if given,
+        count what was fetched."""
         db = self.db
         rows: list[tuple[bytes, int]] = []
         for part in _batches(sorted(set(cids)), 500):
@@ -904,13 +908,53 @@ class LazyFetcher:
         psycopg = pg.driver()
         try:
             sizes = dict(rows)
-            fetch_chunks(db, conn, sorted(sizes), sizes, TransferReport(name), _Progress(None), writer=writer)
+            progress = progress or _Progress(None)
+            progress.bytes_total = sum(sizes.values())
+            progress.show()
+            report = report or TransferReport(name)
+            report.remote = name
+            fetch_chunks(db, conn, sorted(sizes), sizes, report, progress, writer=writer)
         except psycopg.Error as exc:
             conn.close()
             raise pg.remote_error(url, exc) from None
         finally:
             if writer is not db.conn:
                 writer.close()
+
+
+def fetch(
+    db: Database, refs: Iterable[str] | None = None, *, progress: ProgressCallback | None = None
+) -> TransferReport:
+    """Fetch the parameter chunks a lazy clone has not fetched yet -- of the versions refs name
+    (exactly those; None: every version) -- so that restoring them needs no server afterwards.
+
+    A file that is not a lazy clone, or has fetched everything, has nothing to fetch: the report
+    counts 0 chunks.
+    """
+    remote = _lazy_remote(db)
+    report = TransferReport(remote or "")
+    args: tuple[str, ...] = ()
+    if refs is None:
+        query = f"SELECT cid FROM chunks WHERE codec = {chunkcodec.STUB}"
+    else:
+        vids = sorted({db._vid(r) for r in ref_list(refs, "refs")})
+        query = (
+            f"SELECT DISTINCT c.cid FROM tensor_chunks t JOIN chunks c ON c.cid = t.cid"
+            f" WHERE c.codec = {chunkcodec.STUB} AND t.vid IN (SELECT value FROM json_each(?))"
+        )
+        args = (json.dumps(vids),)
+    cids = [int(c) for (c,) in db.conn.execute(query, args)]
+    if not cids:
+        return report
+    if remote is None:
+        raise IntegrityError(
+            f"{len(cids)} chunks were never fetched, and this file names no remote to fetch them from"
+        )
+    fetcher = db.store.fetch_missing
+    if not isinstance(fetcher, LazyFetcher):
+        fetcher = LazyFetcher(db, remote)
+    fetcher(cids, report, _Progress(progress))
+    return report
 
 
 def attach_lazy_fetcher(db: Database) -> None:
