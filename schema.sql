@@ -122,7 +122,8 @@ CREATE TABLE remotes (
 -- first 12 characters, as mvcdb prints them. JSON columns are text: use json_each/json_extract.
 
 -- One row a version: parents (JSON array of ids, first parent first), `parent` (the first parent's
--- id or NULL), tags (JSON array of names) and metrics (JSON object name -> value; NaN is null).
+-- id or NULL), tags (JSON array of names) and metrics (JSON object name -> value; NaN is null,
+-- ±inf is ±9e999, which JSON readers -- json_extract, Python's json -- read back as ±inf).
 CREATE VIEW version_summary AS
 SELECT
     v.vid,
@@ -140,7 +141,9 @@ SELECT
      WHERE l.child = v.vid AND l.position = 0) AS parent,
     (SELECT json_group_array(t.name) FROM
         (SELECT name FROM tags WHERE vid = v.vid ORDER BY name) AS t) AS tags,
-    (SELECT json_group_object(m.name, m.value) FROM
+    (SELECT json_group_object(m.name, CASE WHEN m.value = 9e999 THEN json('9e999')
+                                           WHEN m.value = -9e999 THEN json('-9e999')
+                                           ELSE m.value END) FROM
         (SELECT name, value FROM metrics WHERE vid = v.vid ORDER BY name) AS m) AS metrics,
     v.params_bytes
 FROM versions v;

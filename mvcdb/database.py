@@ -138,6 +138,7 @@ class Database:
                 if not readonly:
                     tune(self.conn, readonly=False)
                     schema.migrate(self.conn)
+                    schema.refresh_views(self.conn)
                 else:
                     schema.read_older(self.conn)
             if state == "new":

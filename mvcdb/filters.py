@@ -4,8 +4,9 @@ Conditions are small expressions a user types in Python, the CLI or the TUI filt
     metrics.val_loss < 0.2      metadata.train_set = 'a.csv'      metadata.hyper.lr >= 0.01
     model = linreg              author != bob                     message ~ warmup
 Operators: = == != < <= > >= and ~ (substring). Values: numbers, 'quoted' or "quoted" text,
-or a bare word. A bare `val_loss<0.2` (no prefix) means a metric. Everything becomes bound
-parameters: no user text is ever spliced into SQL.
+or a bare word; for metadata, bare true/false/null are JSON's; created_at takes a time as
+since=/until= do (2026-01-31, 2026-01-31 12:00, 7d). A bare `val_loss<0.2` (no prefix) means a
+metric. Everything becomes bound parameters: no user text is ever spliced into SQL.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from .errors import MvcdbError
 from .models import vids_from_text
+from .timeutil import parse_when, to_text
 
 _COND_RE = re.compile(
     r"""^\s*(?P<field>[A-Za-z_][\w.\-/:+]*)\s*(?P<op>==|!=|<=|>=|=|<|>|~)\s*(?P<value>.+?)\s*$"""
@@ -26,6 +28,8 @@ _COND_RE = re.compile(
 _SQL_OPS = {"=": "=", "==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _COLUMNS = {"model", "author", "message", "created_at", "id"}
 _JSON_PATH_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+#: Bare words that compare with JSON's true, false and null in metadata (quote them for text).
+_JSON_WORDS: dict[str, int | None] = {"true": 1, "false": 0, "null": None}
 
 
 def _value(text: str) -> Any:
@@ -76,6 +80,8 @@ class _Metric:
     name: str
     op: str
     value: float
+    #: written with its `metrics.` prefix (a bare dotted name may be a mistyped metadata path)
+    explicit: bool = True
 
     def in_sql(self) -> tuple[str, list[Any]]:
         # IN (not a correlated EXISTS): one range scan of the (name, value) index, ~2x faster
@@ -107,6 +113,15 @@ def _parse_condition(cond: str) -> tuple[str, list[Any]] | _Metric:
     value = _value(raw)
     if field.startswith("metadata."):
         lhs, params = "json_extract(v.metadata, ?)", [_json_path(field[len("metadata.") :])]
+        if raw in _JSON_WORDS and op != "~":  # bare true/false/null: JSON's, as json_extract gives them
+            value = _JSON_WORDS[raw]
+            if value is None:
+                if op not in ("=", "==", "!="):
+                    raise MvcdbError(f"null can only be compared with = or != (in {cond!r})")
+                return f"{lhs} IS {'NOT ' if op == '!=' else ''}NULL", params
+    elif field == "created_at" and op != "~":  # a time, compared in the stored text format
+        lhs, params = "v.created_at", []
+        value = to_text(parse_when(value if isinstance(value, str) else raw, "created_at"))
     elif field in _COLUMNS:
         lhs, params = f"v.{field}", []
     elif field == "tag":
@@ -119,7 +134,7 @@ def _parse_condition(cond: str) -> tuple[str, list[Any]] | _Metric:
             raise MvcdbError(f"'~' (contains) does not apply to metric {name!r}")
         if not isinstance(value, (int, float)):
             raise MvcdbError(f"metric {name!r} must be compared with a number, got {raw!r}")
-        return _Metric(name, _SQL_OPS[op], value)
+        return _Metric(name, _SQL_OPS[op], value, explicit=field.startswith("metrics."))
     if op == "~":
         return f"instr(lower(CAST({lhs} AS TEXT)), lower(?)) > 0", [*params, str(value)]
     return f"{lhs} {_SQL_OPS[op]} ?", [*params, value]
@@ -145,9 +160,10 @@ def order_sql(order_by: str | None) -> tuple[str, list[Any], str, list[Any]]:
             f"om.value IS NULL, om.value {direction}, v.created_at DESC, v.vid DESC",
             [],
         )
-    if key.startswith("metadata."):
+    if key.startswith("metadata."):  # versions without the field last, as for a metric
         path = _json_path(key[len("metadata.") :])
-        return "", [], f"json_extract(v.metadata, ?) {direction}, v.created_at DESC", [path]
+        field = "json_extract(v.metadata, ?)"
+        return "", [], f"{field} IS NULL, {field} {direction}, v.created_at DESC", [path, path]
     if key in _COLUMNS:
         return "", [], f"v.{key} {direction}, v.vid {direction}", []
     raise MvcdbError(
@@ -204,6 +220,7 @@ def select_vids(
     for cond in conditions:
         parsed = _parse_condition(cond)
         if isinstance(parsed, _Metric):
+            _check_dotted_metric(conn, parsed)
             metrics.append(parsed)
         else:
             clauses.append(parsed)
@@ -220,6 +237,18 @@ def select_vids(
                 return _by_time(conn, clauses, metrics, descending, limit, offset)
             return _by_metric(conn, ordered_by, descending, clauses, metrics, limit, offset)
     return _filter_driven(conn, clauses, metrics, order_by, limit, offset)
+
+
+def _check_dotted_metric(conn: sqlite3.Connection, metric: _Metric) -> None:
+    """A bare dotted name no version has as a metric (`hyper.lr > 0`, `metdata.lr > 0`) is far more
+    likely a mistyped metadata path than a metric: say so instead of matching nothing."""
+    if metric.explicit or "." not in metric.name:
+        return
+    if conn.execute("SELECT 1 FROM metrics WHERE name = ? LIMIT 1", (metric.name,)).fetchone() is None:
+        raise MvcdbError(
+            f"no version has a metric named {metric.name!r}: write metadata.PATH for a metadata"
+            " field (metadata.hyper.lr), metrics.NAME for a metric"
+        )
 
 
 def _any_selective(conn: sqlite3.Connection, probes: Sequence[tuple[str, list[Any]]], need: int) -> bool:

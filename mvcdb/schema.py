@@ -8,6 +8,8 @@ newer user_version than this code knows is refused with an upgrade hint.
 
 from __future__ import annotations
 
+import functools
+import re
 import sqlite3
 from collections.abc import Callable
 from importlib import resources
@@ -112,6 +114,41 @@ def _statements(script: str) -> list[str]:
     if current.strip():
         statements.append(current.strip())
     return statements
+
+
+@functools.lru_cache(maxsize=1)
+def _views() -> dict[str, str]:
+    """name -> CREATE VIEW statement of every view in schema.sql, as sqlite_master keeps it (from
+    CREATE on: comments before it are not part of it)."""
+    views = {}
+    for statement in _statements(schema_sql()):
+        found = re.search(r"^CREATE\s+VIEW\s+(\w+)", statement, re.IGNORECASE | re.MULTILINE)
+        if found:
+            views[found.group(1)] = statement[found.start() :].rstrip(";").strip()
+    return views
+
+
+def refresh_views(conn: sqlite3.Connection) -> list[str]:
+    """Recreate the views whose definition is not schema.sql's; return their names.
+
+    Views hold no data, so a better view needs no schema version (which would lock older mvcdb
+    out of the file): files made before it get it on their next writable open.
+    """
+
+    def stale() -> list[str]:
+        have = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view'").fetchall())
+        return [
+            name for name, sql in _views().items() if str(have.get(name) or "").rstrip(";").strip() != sql
+        ]
+
+    if not stale():
+        return []
+    with write_transaction(conn):
+        names = stale()  # again under the write lock: a concurrent opener may have done it
+        for name in names:
+            conn.execute(f"DROP VIEW IF EXISTS {name}")
+            conn.execute(_views()[name])
+    return names
 
 
 def user_version(conn: sqlite3.Connection) -> int:

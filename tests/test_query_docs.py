@@ -158,3 +158,46 @@ def test_tensor_norm_query(fixture: Fixture, db: mvcdb.Database) -> None:
     norms = {r["name"]: r["l2"] for r in rows}
     for name, arr in O1_PARAMS.items():
         assert norms[name] == pytest.approx(float(np.linalg.norm(arr.astype(np.complex128))))
+
+
+def test_documented_queries_survive_nan_and_inf_metrics(tmp_path: Path) -> None:
+    """±inf made version_summary's metrics invalid JSON (json_extract failed for the whole
+    model), and NaN (NULL) sorted first, so a diverged run was 'the best'."""
+    path = tmp_path / "diverged.db"
+    with mvcdb.open(path) as db:
+        good = db.record("linreg", {"m": 1.0}, metrics={"val_mse": 0.2})
+        db.record("linreg", {"m": 2.0}, metrics={"val_mse": float("nan")}, parent=good)
+        db.record("linreg", {"m": 3.0}, metrics={"val_mse": float("inf")}, parent=good)
+    fx = Fixture(path=path, v1=good.id, v2="", v3="", v4="", o1="")
+    with mvcdb.open(path, readonly=True) as db:
+        best = run_documented(fx, db, _find("row_number()"))
+        assert best == [{"model": "linreg", "short_id": good.id[:12], "val_mse": 0.2}]
+        board = db.sql(_find("json_extract(metadata, '$.hyper.lr')"))  # the stock shell prints Inf
+        assert [r["val_mse"] for r in board] == [0.2, float("inf"), None]  # NaN last
+        summary = db.sql("SELECT json_valid(metrics) AS ok, metrics FROM version_summary")
+        assert [r["ok"] for r in summary] == [1, 1, 1]
+        values = [json.loads(r["metrics"])["val_mse"] for r in summary]
+        assert values[0] == 0.2 and values[1] is None and values[2] == float("inf")
+    assert len(shell(path, _find("json_extract(metadata, '$.hyper.lr')"))) == 3  # runs there too
+
+
+def test_views_of_an_older_file_are_brought_up_to_date(tmp_path: Path) -> None:
+    """Views hold no data: a file made before a view changed gets the current one on its next
+    writable open, without a schema version (older mvcdb can still open the file)."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with mvcdb.open(path) as db:
+        db.record("m", {"a": 1.0}, metrics={"x": float("inf")})
+        version = db.conn.execute("PRAGMA user_version").fetchone()[0]
+    old = sqlite3.connect(path)
+    sql = old.execute("SELECT sql FROM sqlite_master WHERE name = 'version_summary'").fetchone()[0]
+    old_sql = re.sub(r"CASE WHEN m\.value.*?END", "m.value", sql, flags=re.S)
+    assert old_sql != sql
+    old.executescript(f"DROP VIEW version_summary; {old_sql};")
+    old.close()
+    with mvcdb.open(path, readonly=True) as ro:  # read-only: left as it is
+        assert ro.sql("SELECT json_valid(metrics) AS ok FROM version_summary") == [{"ok": 0}]
+    with mvcdb.open(path) as db:
+        assert db.sql("SELECT json_valid(metrics) AS ok FROM version_summary") == [{"ok": 1}]
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == version

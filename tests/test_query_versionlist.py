@@ -441,3 +441,42 @@ def test_merges_and_repeated_vids_across_batches(tmp_path: Path, monkeypatch: py
         vid = db._vid(c)
         got = load_versions(db.conn, [vid, db._vid(a), vid, vid])
         assert [v.parents for v in got] == [(b.id, a.id), (), (b.id, a.id), (b.id, a.id)]
+
+
+def test_filter_fields_as_a_user_writes_them(tmp_path: Path) -> None:
+    """created_at compares as a time (it compared raw text: '2026-11-27 23:59' < '2026-11-27T…'
+    matched nothing); metadata true/false/null are JSON's; a metadata order puts versions without
+    the field last; a bare dotted name no metric has is an error, not an empty result."""
+    from datetime import datetime, timedelta, timezone
+
+    with mvcdb.open(tmp_path / "f.db") as db:
+        a = db.record("m", {"w": 1.0}, metadata={"amp": True, "hyper": {"lr": 0.1}, "note": None})
+        b = db.record("m", {"w": 2.0}, metadata={"amp": False, "hyper": {"lr": 0.01}})
+        c = db.record("m", {"w": 3.0}, metrics={"val.loss": 0.5})
+
+        def ids(**kw: Any) -> list[str]:
+            return [v.id for v in db.versions(**kw)]
+
+        later = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%d %H:%M")
+        assert set(ids(where=f"created_at < {later}")) == {a.id, b.id, c.id}
+        assert ids(where=f"created_at > {later}") == []
+        assert set(ids(where="created_at > 1d")) == {a.id, b.id, c.id}
+        assert ids(where="created_at < '2000-01-01'") == []
+        with pytest.raises(mvcdb.MvcdbError, match="created_at 'yesterday' is not a date"):
+            ids(where="created_at < yesterday")
+        assert ids(where="metadata.amp = true") == [a.id]
+        assert ids(where="metadata.amp = false") == [b.id]
+        assert ids(where="metadata.amp != true") == [b.id]
+        assert set(ids(where="metadata.note = null")) == {a.id, b.id, c.id}  # JSON null, or no field
+        assert ids(where="metadata.hyper = null") == [c.id]
+        assert set(ids(where="metadata.hyper != null")) == {a.id, b.id}
+        assert ids(where="metadata.amp = 'true'") == []  # quoted: the text "true"
+        with pytest.raises(mvcdb.MvcdbError, match="null can only be compared"):
+            ids(where="metadata.note < null")
+        assert ids(order_by="metadata.hyper.lr") == [b.id, a.id, c.id]
+        assert ids(order_by="-metadata.hyper.lr") == [a.id, b.id, c.id]
+        for typo in ("metdata.hyper.lr > 0", "hyper.lr > 0"):
+            with pytest.raises(mvcdb.MvcdbError, match=r"write metadata\.PATH"):
+                ids(where=typo)
+        assert ids(where="val.loss < 1") == [c.id]  # a dotted metric that exists still works
+        assert ids(where="metrics.no.such < 1") == []  # written as a metric: simply no match
