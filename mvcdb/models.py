@@ -38,6 +38,16 @@ class Version:
     def __hash__(self) -> int:  # the id already names everything in it
         return hash(self.id)
 
+    def __str__(self) -> str:
+        """One line for print(): short id, model, time, metrics, tags and message (repr() has it all)."""
+        parts = [self.short_id, self.model, self.created_at.strftime("%Y-%m-%d %H:%M:%S")]
+        parts += [f"{name}={value:.6g}" for name, value in self.metrics.items()]
+        if self.tags:
+            parts.append(f"[{', '.join(self.tags)}]")
+        if self.message:
+            parts.append(repr(self.message.splitlines()[0] if self.message.strip() else self.message))
+        return " ".join(parts)
+
     @property
     def short_id(self) -> str:
         return self.id[:SHORT_ID_LENGTH]

@@ -143,3 +143,16 @@ def test_a_closed_database_says_so_on_every_use(tmp_path: Path) -> None:
     ):
         with pytest.raises(mvcdb.MvcdbError, match="the database is closed"):
             use()
+
+
+def test_print_of_a_version_is_one_line(tmp_path: Path) -> None:
+    """print(v) gave the whole dataclass repr (64-hex id, author, metadata...) on one huge line."""
+    with mvcdb.open(tmp_path / "s.db") as db:
+        v = db.record("linreg", {"m": 1.0}, metrics={"val_mse": 0.2345678912}, message="first fit\nmore")
+        db.tag(v, "production")
+        for shown in (db.get(v.id), db.versions()[0]):
+            text = str(shown)
+            assert "\n" not in text and v.id not in text
+            assert text.startswith(f"{v.short_id} linreg ")
+            assert text.endswith("val_mse=0.234568 [production] 'first fit'")
+        assert repr(v).startswith("Version(id=")  # repr keeps everything
