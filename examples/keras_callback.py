@@ -16,11 +16,17 @@ shows:
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported: no TensorFlow needed
 
-import keras  # noqa: E402
+try:
+    import keras  # noqa: E402
+except ImportError:
+    sys.exit(
+        'examples/keras_callback.py needs Keras 3: pip install "mvcdb[keras]" (and torch for its backend)'
+    )
 import numpy as np  # noqa: E402
 
 import mvcdb  # noqa: E402
@@ -92,7 +98,8 @@ def main(path: str | None = None) -> None:
         )
         print(f"\nRestored v2 into a freshly built model: predictions identical = {same}")
         assert same, "restored model predicts differently"
-        print(f"\nNext: `mvcdb log waves`, `mvcdb diff {v1.short_id} {v2.short_id}` (database: {db.path})")
+        cli = "mvcdb" if path is None else f"mvcdb --db {shlex.quote(path)}"
+        print(f"\nNext: `{cli} log --model waves`, `{cli} diff {v1.short_id} {v2.short_id}`")
 
 
 if __name__ == "__main__":

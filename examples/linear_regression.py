@@ -13,6 +13,7 @@ the package as mvcdb.demo). It walks through the whole story mvcdb exists for:
 
 from __future__ import annotations
 
+import shlex
 import sys
 from typing import Any
 
@@ -91,7 +92,7 @@ def main(path: str | None = None) -> None:
         db.tag(other, "production")
         db.tag(best, "production")
         history = db.tag_history("production")
-        print(f"Rolled production to {other.short_id} and back; the tag moved {len(history)} times:")
+        print(f"Rolled production to {other.short_id} and back; its last moves (of {len(history)} kept):")
         for move in history[-3:]:
             src = move.from_id[:12] if move.from_id else "(new)"
             dst = move.to_id[:12] if move.to_id else "(deleted)"
@@ -108,7 +109,8 @@ def main(path: str | None = None) -> None:
             f"{trajectory['loss'][0]:.3f} -> {trajectory['loss'][-1]:.4f}"
         )
         print(f"Predictions on the validation set reproduce val_mse={best.metrics['val_mse']:.5f} exactly.")
-        print(f"\nNext: `mvcdb log`, `mvcdb show production`, `mvcdb tui` (database: {db.path})")
+        cli = "mvcdb" if path is None else f"mvcdb --db {shlex.quote(path)}"
+        print(f"\nNext: `{cli} log --graph`, `{cli} show production`, `{cli} tui` (database: {db.path})")
 
 
 if __name__ == "__main__":

@@ -16,11 +16,16 @@ seconds on a CPU, synthetic data). It shows:
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import numpy as np
-import torch
-from torch import nn
+
+try:
+    import torch
+    from torch import nn
+except ImportError:
+    sys.exit('examples/pytorch_finetune.py needs PyTorch: pip install "mvcdb[torch]"')
 
 import mvcdb
 from mvcdb.frameworks.torch_training import track
@@ -158,10 +163,8 @@ def main(path: str | None = None) -> None:
             db.restore(v2, into=make_model(hidden=64))
         except mvcdb.MvcdbError as exc:
             print(f"Restoring into a narrower model is refused:\n  {exc}")
-        print(
-            f"\nNext: `mvcdb log`, `mvcdb diff {v1.short_id} {v2.short_id}`, `mvcdb stats`"
-            f" (database: {db.path})"
-        )
+        cli = "mvcdb" if path is None else f"mvcdb --db {shlex.quote(path)}"
+        print(f"\nNext: `{cli} log`, `{cli} diff {v1.short_id} {v2.short_id}`, `{cli} stats`")
 
 
 if __name__ == "__main__":

@@ -14,13 +14,18 @@ a second, synthetic data). It shows:
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import numpy as np
-from sklearn.linear_model import Ridge
-from sklearn.metrics import mean_squared_error, r2_score
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+
+try:
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import mean_squared_error, r2_score
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+except ImportError:
+    sys.exit('examples/sklearn_compare.py needs scikit-learn: pip install "mvcdb[sklearn]"')
 
 import mvcdb
 
@@ -82,7 +87,8 @@ def main(path: str | None = None) -> None:
             f"\nproduction = {best.short_id}; restored into a fresh pipeline, predictions identical = {same}"
         )
         assert same, "restored pipeline predicts differently"
-        print(f"\nNext: `mvcdb log`, `mvcdb show production` (database: {db.path})")
+        cli = "mvcdb" if path is None else f"mvcdb --db {shlex.quote(path)}"
+        print(f"\nNext: `{cli} log`, `{cli} show production`")
 
 
 if __name__ == "__main__":

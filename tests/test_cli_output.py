@@ -91,3 +91,21 @@ def test_piped_tables_keep_one_row_a_line_and_one_tab_a_column(tmp_path: Path) -
     with mvcdb.open(db_file, readonly=True) as db:
         assert [m.author for m in db.tag_history("t2")] == ["eve x y"]  # stamped on one line
     assert output.table_cell("a\t\tb\nc\x00") == "a b c " and output.table_cell(None) == ""
+
+
+def test_tables_keep_ids_and_times_whole_on_a_narrow_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every column used to fold, so an 80-column `mvcdb log` split the id it lists (one could not
+    copy a ref out of it); now short columns stay whole while long ones still get room."""
+    monkeypatch.setattr(output, "is_tty", lambda: True)
+    row = ("dd47aa9eb9cc", "linreg", "2026-11-27 16:58:43", "A Long Author", "", "val_mse=0.2291", "x " * 40)
+    columns = ["id", "model", "created (UTC)", "author", "tags", "metrics", "message"]
+    for width, whole in ((80, ["dd47aa9eb9cc"]), (100, ["dd47aa9eb9cc", "2026-11-27 16:58:43"])):
+        monkeypatch.setenv("COLUMNS", str(width))
+        output.emit_table(columns, [row])
+        shown = capsys.readouterr().out
+        assert all(text in shown for text in whole), shown
+        assert "val_mse" in shown.replace("\n", "") and shown.count("x") > 30  # nothing dropped
+        assert max(len(line) for line in shown.splitlines()) <= width
+    assert output._unwrapped(columns, [row], 40) == [False] * len(columns)  # no room: all fold

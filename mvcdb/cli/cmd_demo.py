@@ -17,4 +17,5 @@ def command(ctx: click.Context) -> None:
     """
     from mvcdb.demo import main
 
-    main(str(db_path(ctx)))
+    given = ctx.find_root().get_parameter_source("db_path") == click.core.ParameterSource.COMMANDLINE
+    main(str(db_path(ctx)) if given else None)  # None: the default file, named in no hint

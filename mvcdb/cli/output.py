@@ -55,6 +55,12 @@ def table_cell(value: Any) -> str:
     return "" if value is None else without_controls(str(value))
 
 
+#: Table columns whose cells are all at most this long never wrap (a 12-hex id, a time, a number),
+#: while the other columns keep at least WRAPPED_MIN_CHARS to fold into.
+NO_WRAP_CHARS = 20
+WRAPPED_MIN_CHARS = 8
+
+
 def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
     """A table: rich box drawing on a terminal, tab-separated plain text when piped."""
     if not is_tty():
@@ -65,11 +71,31 @@ def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: 
     from rich.table import Table
 
     table = Table(title=title, show_edge=False, header_style="bold")
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*(table_cell(v) for v in row))
-    console().print(table)
+    cells = [[table_cell(v) for v in row] for row in rows]
+    out = console()
+    for col, keep in zip(columns, _unwrapped(columns, cells, out.width), strict=True):
+        table.add_column(col, overflow="fold", no_wrap=keep, min_width=len(col) if keep else None)
+    for row in cells:
+        table.add_row(*row)
+    out.print(table)
+
+
+def _unwrapped(columns: Sequence[str], cells: Sequence[Sequence[str]], width: int) -> list[bool]:
+    """Which columns stay on one line: short ones (ids, times, numbers, names: copyable whole),
+    from the left, as long as the others keep up to WRAPPED_MIN_CHARS each to fold into."""
+    widths = [max([len(c), *(len(row[i]) for row in cells if i < len(row))]) for i, c in enumerate(columns)]
+    keep = [False] * len(columns)
+    for i, w in enumerate(widths):
+        if w > NO_WRAP_CHARS:
+            continue
+        keep[i] = True
+        # each cell has a space either side; a rule separates neighbours (no outer edge)
+        need = sum(w + 2 if k else min(w, WRAPPED_MIN_CHARS) + 2 for w, k in zip(widths, keep, strict=True))
+        need += len(columns) - 1
+        if need > width:
+            keep[i] = False
+            break
+    return keep
 
 
 def format_bytes(n: float) -> str:
