@@ -159,9 +159,13 @@ def diff_metrics(a: Mapping[str, float], b: Mapping[str, float]) -> list[MetricD
 class ParamDiff:
     """One parameter tensor. The statistics are set for same-shape tensors whose bytes differ.
 
-    l2 = ‖b−a‖₂, max_abs = max|b−a|, rel_change = ‖b−a‖/‖a‖ (None if ‖a‖ = 0 and b ≠ a),
-    cosine = ⟨a,b⟩/(‖a‖‖b‖) (None if either is all zeros), frac_changed = share of elements
-    whose value differs (NaN equals NaN). All computed in float64 (complex128 for complex).
+    l2 = ‖b−a‖₂, max_abs = max|b−a|, rel_change = ‖b−a‖/‖a‖ (None if ‖a‖ is 0 or infinite and
+    b ≠ a), cosine = ⟨a,b⟩/(‖a‖‖b‖) (None if either is all zeros or infinite), frac_changed = share
+    of elements whose value differs (NaN equals NaN). All computed in float64 (complex128 for
+    complex). As in frac_changed, an element holding the same value on both sides (NaN and NaN,
+    inf and inf) differs by 0. Elements that are NaN on either side are left out of l2, max_abs,
+    rel_change and cosine (b − a has no value there, and would turn them all into NaN);
+    nan_changed counts those NaN on one side only (they are changes: frac_changed counts them too).
     """
 
     name: str
@@ -175,6 +179,7 @@ class ParamDiff:
     rel_change: float | None = None
     cosine: float | None = None
     frac_changed: float | None = None
+    nan_changed: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,6 +194,7 @@ class ParamDiff:
             "rel_change": json_float(self.rel_change),
             "cosine": json_float(self.cosine),
             "frac_changed": json_float(self.frac_changed),
+            "nan_changed": self.nan_changed,
         }
 
 
@@ -251,6 +257,15 @@ def _changed_mask(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(differ)
 
 
+def _difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """b − a, and 0 where _changed_mask says the value is the same (NaN and NaN, inf and inf,
+    which subtract to NaN); a NaN on one side only stays NaN."""
+    with np.errstate(invalid="ignore"):  # inf − inf: zeroed below, no warning on stderr
+        d: np.ndarray = np.asarray(b - a)
+    d[~_changed_mask(a, b)] = 0
+    return d
+
+
 #: Elements compared per step: bounds the float64 working set (~2 MB an array) whatever the chunk size.
 STEP_ELEMENTS = 1 << 18
 
@@ -276,11 +291,13 @@ def tensor_norm(db: Database, vid: int, info: TensorInfo, kind: str = "param") -
 
 def tensor_stats(
     db: Database, vid_a: int, vid_b: int, info_a: TensorInfo, info_b: TensorInfo, kind: str = "param"
-) -> dict[str, float | None]:
+) -> dict[str, Any]:
     """Streamed difference statistics of two same-size tensors (see ParamDiff).
 
     Both tensors are read one chunk at a time and compared in steps of STEP_ELEMENTS, so memory
     stays at a chunk of each side plus a few small float64 arrays, however large the tensors.
+    A step whose squared norms are finite holds no NaN or inf and takes the plain arithmetic; the
+    others drop their NaN positions and zero equal values (see ParamDiff) first.
     """
     da, db_ = numpy_dtype(info_a.dtype), numpy_dtype(info_b.dtype)  # bfloat16...: mvcdb/dtypes.py
     work = _compute_dtype(da, db_)
@@ -289,39 +306,51 @@ def tensor_stats(
     n = info_a.size
     sq_diff = sq_a = sq_b = dot = 0.0
     max_abs = 0.0
-    changed = 0
+    changed = nan_changed = 0
     for start in range(0, n, STEP_ELEMENTS):
         count = min(STEP_ELEMENTS, n - start)
         raw_a, raw_b = stream_a.take(count), stream_b.take(count)
-        changed += int(np.count_nonzero(_changed_mask(raw_a, raw_b)))
         a = raw_a.astype(work, copy=False)
         b = raw_b.astype(work, copy=False)
-        d = b - a
+        step_a, step_b = _dot(a, a), _dot(b, b)
+        if math.isfinite(step_a) and math.isfinite(step_b):  # no NaN, no inf: nothing to mask
+            changed += int(np.count_nonzero(raw_a != raw_b))
+            d = b - a
+        else:
+            changed += int(np.count_nonzero(_changed_mask(raw_a, raw_b)))
+            nan_a, nan_b = np.isnan(a), np.isnan(b)
+            nan_changed += int(np.count_nonzero(nan_a ^ nan_b))
+            keep = ~(nan_a | nan_b)
+            a, b = a[keep], b[keep]
+            step_a, step_b = _dot(a, a), _dot(b, b)
+            d = _difference(a, b)
+            d[np.isnan(d)] = np.inf  # complex infinities differing in the other part: unbounded
+        sq_a += step_a
+        sq_b += step_b
         sq_diff += _dot(d, d)
-        sq_a += _dot(a, a)
-        sq_b += _dot(b, b)
         dot += _dot(a, b)
+        if d.size == 0:
+            continue
         if work is np.complex128:
             part = float(np.max(np.abs(d)))
-        else:  # max and min propagate NaN and need no |d| temporary
-            hi, lo = float(d.max()), float(d.min())
-            part = hi if math.isnan(hi) else max(hi, -lo)
-        max_abs = part if math.isnan(part) or math.isnan(max_abs) else max(max_abs, part)
-    l2 = math.sqrt(sq_diff) if sq_diff >= 0 else float("nan")
+        else:  # max and min need no |d| temporary
+            part = max(float(d.max()), -float(d.min()))
+        max_abs = max(max_abs, part)
+    l2 = math.sqrt(sq_diff)
     norm_a, norm_b = math.sqrt(sq_a), math.sqrt(sq_b)
-    if norm_a > 0:
+    if 0 < norm_a < math.inf:
         rel: float | None = l2 / norm_a
     else:
         rel = 0.0 if l2 == 0 else None
-    cosine = dot / (norm_a * norm_b) if norm_a > 0 and norm_b > 0 else None
-    if cosine is not None and math.isfinite(cosine):
-        cosine = max(-1.0, min(1.0, cosine))
+    usable = 0 < norm_a < math.inf and 0 < norm_b < math.inf
+    cosine = max(-1.0, min(1.0, dot / (norm_a * norm_b))) if usable else None
     return {
         "l2": l2,
         "max_abs": max_abs,
         "rel_change": rel,
         "cosine": cosine,
         "frac_changed": changed / n if n else 0.0,
+        "nan_changed": nan_changed,
     }
 
 
@@ -367,6 +396,7 @@ def diff_params(db: Database, vid_a: int, vid_b: int) -> list[ParamDiff]:
                     rel_change=stats["rel_change"],
                     cosine=stats["cosine"],
                     frac_changed=stats["frac_changed"],
+                    nan_changed=stats["nan_changed"],
                 )
             )
     return out
@@ -403,7 +433,9 @@ class SeriesDiff:
     """A trajectory series on both sides and b − a at the steps both logged.
 
     For array series the aligned difference is the L2 norm of b−a at each step (per_step
-    "l2_norm"); for scalar series it is the signed b − a (per_step "value").
+    "l2_norm"); for scalar series it is the signed b − a (per_step "value"). Equal values (NaN
+    and NaN included) differ by 0, as in ParamDiff; steps whose difference is NaN (a NaN on one
+    side) are left out of max_abs_diff and mean_abs_diff.
     """
 
     name: str
@@ -498,9 +530,9 @@ def _series_diff(
             with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN: no warning on stderr
                 if per_step == "l2_norm" and va.shape[1:] == vb.shape[1:]:
                     work = _compute_dtype(va.dtype, vb.dtype)
-                    d = step_values(vb[ib].astype(work) - va[ia].astype(work))
+                    d = step_values(_difference(va[ia].astype(work), vb[ib].astype(work)))
                 else:
-                    d = step_values(vb)[ib] - step_values(va)[ia]
+                    d = _difference(step_values(va)[ia], step_values(vb)[ib])
             absd = np.abs(d)
             if not np.all(np.isnan(absd)):
                 max_abs = float(np.nanmax(absd))
@@ -619,9 +651,10 @@ def _param_line(p: ParamDiff) -> tuple[str, str]:
     if p.status == "dtype_changed":
         head = f"  ~ {p.name}  dtype {p.dtype_a} -> {p.dtype_b} {_shape(p.shape_a)}"
     changed = "-" if p.frac_changed is None else f"{p.frac_changed * 100:.2f}%"
+    nans = f" nan_changed={p.nan_changed}" if p.nan_changed else ""
     return "changed", (
         f"{head}  l2={_fmt(p.l2)} max_abs={_fmt(p.max_abs)} rel={_fmt(p.rel_change)}"
-        f" cos={_fmt(p.cosine)} changed={changed}"
+        f" cos={_fmt(p.cosine)} changed={changed}{nans}"
     )
 
 

@@ -5,6 +5,10 @@ name and renamed into place, so an interrupted write never leaves a half-written
 existing file is only replaced when asked. Tensor names become keys inside the file, never paths on
 disk. An .npz is written tensor by tensor (one in memory at a time); .safetensors holds little-endian
 tensors of the dtypes it knows, with the mvcdb version named in its header.
+
+Extension dtypes (bfloat16, float8..., see mvcdb/dtypes.py) go to .safetensors under the format's own
+codes (BF16, F8_E4M3, ...). An .npz cannot hold them (numpy writes them as anonymous bytes, or as a
+descriptor np.load rejects), so it refuses them, as each format refuses what it cannot hold exactly.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .dtypes import EXTENSION_ITEMSIZE, extension_name, from_bits, numpy_dtype, to_bits
 from .errors import MvcdbError
 
 if TYPE_CHECKING:
@@ -28,10 +33,13 @@ Arrays = Iterable[tuple[str, np.ndarray]]
 
 #: File extension -> format name.
 FORMATS = {".npz": "npz", ".safetensors": "safetensors"}
-#: numpy dtype names the safetensors format can hold.
+#: Dtypes the safetensors format has a code for: numpy's names, and mvcdb's extension names that
+#: the safetensors library writes as BF16, F8_E4M3, F8_E4M3FNUZ, F8_E5M2, F8_E5M2FNUZ and F8_E8M0.
+#: (float8_e4m3, without "fn", is another format: it has infinities. complex32 has no code.)
 SAFETENSORS_DTYPES = frozenset(
     {"bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64"}
     | {"float16", "float32", "float64", "complex64"}
+    | {"bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu"}
 )
 
 
@@ -91,6 +99,28 @@ def check_output(
     return chosen
 
 
+def _holds(fmt: str, dtype: np.dtype[Any]) -> bool:
+    """Whether a file of format fmt can hold arrays of dtype bit-exactly, dtype included."""
+    if fmt == "npz":
+        return extension_name(dtype) is None
+    return (extension_name(dtype) or dtype.name) in SAFETENSORS_DTYPES
+
+
+def check_dtype(fmt: str, name: str, dtype: np.dtype[Any]) -> None:
+    """Refuse (MvcdbError, naming the tensor and what to do) a dtype fmt cannot hold exactly."""
+    label = extension_name(dtype) or dtype.name
+    if not _holds(fmt, dtype):
+        other = "safetensors" if fmt == "npz" else "npz"
+        hint = f"write .{other}" if _holds(other, dtype) else "restore it in Python (db.restore) instead"
+        raise MvcdbError(f"tensor {name!r} has dtype {label}, which .{fmt} cannot hold; {hint}")
+    if fmt == "safetensors" and label in EXTENSION_ITEMSIZE and numpy_dtype(label).name != label:
+        # the library takes a tensor's code from its numpy dtype's name: only ml_dtypes' say "bfloat16"
+        raise MvcdbError(
+            f"tensor {name!r} has dtype {label}: writing it to .safetensors needs ml_dtypes"
+            " (pip install ml_dtypes)"
+        )
+
+
 def has_safetensors() -> bool:
     """Whether the optional safetensors library can be imported."""
     try:
@@ -119,8 +149,8 @@ def write_params(
         how_to_overwrite: see check_output.
 
     Raises:
-        MvcdbError: see check_output; a dtype .safetensors cannot hold; the file cannot be
-            written (nothing is left behind).
+        MvcdbError: see check_output; a dtype the format cannot hold (see check_dtype); the
+            file cannot be written. Nothing is left behind.
     """
     chosen = check_output(path, fmt=fmt, overwrite=overwrite, how_to_overwrite=how_to_overwrite)
     target = Path(path)
@@ -170,6 +200,7 @@ def _write_npz(path: str, arrays: Arrays) -> tuple[int, int]:
     count = nbytes = 0
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name, arr in arrays:
+            check_dtype("npz", name, arr.dtype)
             with zf.open(name + ".npy", "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, arr, allow_pickle=False)
             count, nbytes = count + 1, nbytes + arr.nbytes
@@ -177,18 +208,19 @@ def _write_npz(path: str, arrays: Arrays) -> tuple[int, int]:
 
 
 def _write_safetensors(path: str, arrays: Arrays, metadata: Mapping[str, str] | None) -> tuple[int, int]:
-    """A .safetensors file: little-endian, C-contiguous tensors (0-d ones stay 0-d)."""
+    """A .safetensors file: little-endian, C-contiguous tensors (0-d ones stay 0-d); extension
+    dtypes as ml_dtypes arrays, whose dtype names the library maps to the format's codes."""
     try:
         from safetensors.numpy import save_file
     except ImportError:
         raise MvcdbError(_NO_SAFETENSORS) from None
     ready: dict[str, np.ndarray] = {}
     for name, arr in arrays:
-        if arr.dtype.name not in SAFETENSORS_DTYPES:
-            raise MvcdbError(
-                f"tensor {name!r} has dtype {arr.dtype}, which .safetensors cannot hold; write .npz"
-            )
-        if arr.dtype.byteorder == ">":
+        check_dtype("safetensors", name, arr.dtype)
+        extension = extension_name(arr.dtype)
+        if extension is not None:  # bits tagged with the name become the ml_dtypes array
+            arr = from_bits(to_bits(arr), extension)
+        elif arr.dtype.byteorder == ">":
             arr = arr.astype(arr.dtype.newbyteorder("<"))
         # (np.ascontiguousarray would turn 0-d arrays into shape (1,): copy only what needs it)
         ready[name] = arr if arr.flags.c_contiguous else arr.copy(order="C")
@@ -228,19 +260,25 @@ def export_version(
 ) -> WrittenFile:
     """Write a version's parameters (or its aligned trajectory) to path; see write_params.
 
+    Every dtype is checked before anything is read or written, so a refused one costs nothing.
+
     Raises:
         MvcdbError: as write_params; trajectory=True and the version has none (nothing written).
     """
-    check_output(path, fmt=fmt, overwrite=overwrite, how_to_overwrite=how_to_overwrite)
+    chosen = check_output(path, fmt=fmt, overwrite=overwrite, how_to_overwrite=how_to_overwrite)
     version = db.get(ref)
     arrays: Arrays
     if trajectory:
         series = db.trajectory(version.id)
         if not series:
             raise MvcdbError(f"version {version.id[:12]} has no trajectory")
+        dtypes = [(name, arr.dtype) for name, arr in series.items()]
         arrays = series.items()
     else:
+        dtypes = [(info.name, numpy_dtype(info.dtype)) for info in db.tensors(version.id)]
         arrays = iter_params(db, version.id, progress)
+    for name, dtype in dtypes:
+        check_dtype(chosen, name, dtype)
     kind = "trajectory" if trajectory else "params"
     return write_params(
         arrays,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -127,13 +126,14 @@ def test_nan_and_zero_tensors(small: mvcdb.Database) -> None:
     )
     by = {p.name: p for p in small.diff(a, b).params}
     assert by["n"].frac_changed == pytest.approx(0.25)  # NaN equals NaN
-    assert math.isnan(by["n"].l2)  # NaN - NaN poisons the norm, honestly reported
+    assert by["n"].l2 == pytest.approx(0.5) and by["n"].max_abs == pytest.approx(0.5)  # NaN − NaN: 0
+    assert by["n"].nan_changed == 0 and by["n"].cosine is not None
     assert by["z"].rel_change is None and by["z"].cosine is None  # ‖a‖ = 0: undefined
     assert by["z"].l2 == pytest.approx(2.0) and by["z"].frac_changed == 1.0
     assert by["z2"].status == "changed" and by["z2"].frac_changed == 0.0 and by["z2"].l2 == 0.0
     data = json.loads(json.dumps(small.diff(a, b).to_dict(), allow_nan=False))
     n = next(p for p in data["params"] if p["name"] == "n")
-    assert n["l2"] == "nan"
+    assert n["l2"] == pytest.approx(0.5) and n["nan_changed"] == 0
 
 
 def test_identical_tensors_are_not_read(small: mvcdb.Database, reads: list[Sequence[int]]) -> None:
@@ -240,7 +240,7 @@ def test_to_dict_shape_and_json(db: mvcdb.Database) -> None:
     assert data["metrics"][0]["a"] == "inf" and data["metrics"][0]["abs_change"] == "-inf"
     assert set(data["params"][0]) == {
         "name", "status", "dtype_a", "dtype_b", "shape_a", "shape_b",
-        "l2", "max_abs", "rel_change", "cosine", "frac_changed",
+        "l2", "max_abs", "rel_change", "cosine", "frac_changed", "nan_changed",
     }  # fmt: skip
     assert data["params"][0]["shape_a"] == [3]
     traj = data["trajectory"][0]
