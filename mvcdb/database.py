@@ -260,6 +260,10 @@ class Database:
             MvcdbError: on invalid input (nothing is written); RefError for unknown parents.
         """
         name, params = resolve_model_args(model_name, model, params)
+        if model is not None and not isinstance(model, str):  # a framework object
+            from .frameworks import metadata_for
+
+            metadata = metadata_for(model, metadata)
         traj = from_mapping(trajectory) if trajectory is not None else None
         return self._record(
             name,
@@ -527,11 +531,13 @@ class Database:
         With into=<framework object> the parameters are also loaded into it (shapes and dtypes
         checked first; the first mismatch is named in the error).
         """
-        params = self._read_kind(self._vid(ref), "param", names)
+        vid = self._vid(ref)
+        params = self._read_kind(vid, "param", names)
         if into is not None:
             from .frameworks import load_into
 
-            load_into(into, params, partial=names is not None)
+            # (its metadata: scikit-learn checks the recorded class and sets non-numeric state)
+            load_into(into, params, partial=names is not None, metadata=self.get(self._id_of(vid)).metadata)
         return params
 
     def trajectory(self, ref: ParentRef) -> dict[str, np.ndarray]:

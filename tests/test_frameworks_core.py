@@ -13,7 +13,7 @@ import pytest
 import mvcdb
 from mvcdb import dtypes
 from mvcdb.errors import DecodeError
-from mvcdb.frameworks import framework_of, load_into, params_from_object
+from mvcdb.frameworks import framework_of, load_into, model_metadata, params_from_object
 from mvcdb.manifest import ManifestTensor, decode, encode
 
 FRAMEWORK_MODULES = ("torch", "keras", "sklearn", "tensorflow", "jax")
@@ -59,6 +59,8 @@ def test_framework_of_reads_the_class_hierarchy_without_importing() -> None:
         params_from_object(np.zeros(3))
     with pytest.raises(mvcdb.MvcdbError):
         load_into({"w": np.zeros(3)}, {"w": np.zeros(3)})
+    with pytest.raises(mvcdb.MvcdbError, match="model= takes"):
+        model_metadata(np.zeros(3))
 
 
 def test_run_commit_takes_model_or_params_not_both(db: mvcdb.Database) -> None:

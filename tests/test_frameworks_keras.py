@@ -146,6 +146,27 @@ def test_callback_records_each_fit_with_trajectory_and_metadata(db: mvcdb.Databa
         MvcdbCallback(db, "x", every="hour")
 
 
+def test_callback_every_batch_logs_validation_metrics_at_each_epochs_last_batch(db: mvcdb.Database) -> None:
+    from mvcdb.frameworks.keras import MvcdbCallback
+
+    keras.utils.set_random_seed(3)
+    model = make_model()
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    x, y = data()
+    cb = MvcdbCallback(db, "mlp", every="batch")
+    history = model.fit(x, y, epochs=2, batch_size=16, validation_split=0.25, verbose=0, callbacks=[cb])
+    v = cb.version
+    assert v is not None
+    batches = len(x) * 3 // 4 // 16  # per epoch
+    steps, val_loss = db.series(v, "val_loss")
+    assert list(steps) == [batches - 1, 2 * batches - 1]  # in the row of each epoch's last batch
+    assert list(val_loss) == pytest.approx(history.history["val_loss"])
+    assert list(db.series(v, "val_mae")[0]) == list(steps)
+    traj = db.trajectory(v)
+    assert list(traj["step"]) == list(range(2 * batches))  # one row a batch, none added
+    assert v.metrics["val_loss"] == val_loss[-1]
+
+
 def test_failed_fit_records_nothing(db: mvcdb.Database) -> None:
     from mvcdb.frameworks.keras import MvcdbCallback
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -9,11 +11,17 @@ import mvcdb
 
 pytest.importorskip("sklearn")
 
+from sklearn.base import BaseEstimator  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
+from sklearn.ensemble import RandomForestClassifier  # noqa: E402
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge  # noqa: E402
+from sklearn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
 from sklearn.pipeline import FeatureUnion, Pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.preprocessing import LabelEncoder, MinMaxScaler, OneHotEncoder, StandardScaler  # noqa: E402
+from sklearn.tree import DecisionTreeClassifier  # noqa: E402
+
+from mvcdb.frameworks import model_metadata  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +112,7 @@ def test_mismatches_are_refused_before_anything_is_set(
     v = db.record("pipe", model=pipeline().fit(x, y))
 
     other_steps = Pipeline([("scale", StandardScaler()), ("ridge", Ridge())])
-    with pytest.raises(mvcdb.MvcdbError, match=r"'scaler\.mean_' into the Pipeline: it has no step 'scaler'"):
+    with pytest.raises(mvcdb.MvcdbError, match=r"load 'scaler' into the Pipeline: it has no step 'scaler'"):
         db.restore(v, into=other_steps)
     assert not hasattr(other_steps.named_steps["ridge"], "coef_")  # nothing was set
 
@@ -114,5 +122,157 @@ def test_mismatches_are_refused_before_anything_is_set(
         db.restore(v, into=narrower)
     assert np.array_equal(narrower.named_steps["ridge"].coef_, coef_before)
 
-    with pytest.raises(mvcdb.MvcdbError, match="no learned array attributes: is it fitted"):
+    with pytest.raises(mvcdb.MvcdbError, match=r"no learned attributes \(ending in '_'\): is it fitted"):
         db.record("unfitted", model=Ridge())
+
+
+# -- what record(model=) puts into metadata: the classes and the learned state that is not numbers
+
+
+def labelled(data: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    x, y = data
+    return x, np.where(y > 1, "high", np.where(y < -1, "low", "mid"))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # few iterations suffice
+def test_lists_of_arrays_are_recorded_by_index_and_rebuilt(
+    db: mvcdb.Database, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, labels = labelled(data)
+    mlp = MLPClassifier(hidden_layer_sizes=(6, 5), max_iter=50, random_state=0).fit(x, labels)
+    v = db.record("mlp", model=mlp)
+    params = db.restore(v)
+    for i in range(3):
+        assert np.array_equal(params[f"coefs_.{i}"], mlp.coefs_[i])
+        assert np.array_equal(params[f"intercepts_.{i}"], mlp.intercepts_[i])
+    assert "coefs_.3" not in params
+    # MLPClassifier keeps private fitted state (_label_binarizer): restore into a fitted instance
+    other = MLPClassifier(hidden_layer_sizes=(6, 5), max_iter=5, random_state=1).fit(x, labels)
+    assert not np.array_equal(other.predict_proba(x), mlp.predict_proba(x))
+    db.restore(v, into=other)
+    assert isinstance(other.coefs_, list) and len(other.coefs_) == 3
+    assert np.array_equal(other.predict_proba(x), mlp.predict_proba(x))
+    assert np.array_equal(other.predict(x), mlp.predict(x))
+    assert other.loss_curve_ == mlp.loss_curve_ and other.out_activation_ == "softmax"
+
+    third = MLPClassifier(hidden_layer_sizes=(6, 5), max_iter=5, random_state=2).fit(x, labels)
+    kept = third.coefs_[0]
+    db.restore(v, ["coefs_.1"], into=third)  # just that item
+    assert third.coefs_[0] is kept and np.array_equal(third.coefs_[1], mlp.coefs_[1])
+
+    y = data[1]
+    reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=30, random_state=0).fit(x, y)
+    vr = db.record("mlp-reg", model=reg)
+    fresh = MLPRegressor(hidden_layer_sizes=(4,))  # unfitted: out_activation_ comes from metadata
+    db.restore(vr, into=fresh)
+    assert np.array_equal(fresh.predict(x), reg.predict(x))
+
+
+def test_string_labels_and_categories_restore_into_fresh_estimators(
+    db: mvcdb.Database, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, labels = labelled(data)
+    clf = Pipeline([("scaler", StandardScaler()), ("clf", LogisticRegression())]).fit(x, labels)
+    v = db.record("clf", model=clf)
+    meta = db.get(v).metadata
+    assert meta["model_class"] == "sklearn.pipeline.Pipeline"
+    assert meta["sklearn"]["classes"]["clf"].endswith(".LogisticRegression")
+    assert "clf.classes_" in meta["sklearn"]["state"] and "clf.classes_" not in db.restore(v)
+    fresh = Pipeline([("scaler", StandardScaler()), ("clf", LogisticRegression())])
+    db.restore(v, into=fresh)
+    assert np.array_equal(fresh.predict(x), clf.predict(x))
+    restored = fresh.named_steps["clf"].classes_
+    assert restored.dtype == clf.named_steps["clf"].classes_.dtype and list(restored) == [
+        "high",
+        "low",
+        "mid",
+    ]
+
+    words = np.array([["red", "s"], ["blue", "m"], ["red", "l"], ["green", "m"]], dtype=object)
+    enc = OneHotEncoder(handle_unknown="ignore").fit(words)
+    ve = db.record("enc", model=enc)
+    # OneHotEncoder keeps private fitted state derived from its categories (_n_features_outs):
+    # restore into one fitted on other data with as many categories a column
+    others = np.array([["p", "q"], ["r", "t"], ["u", "w"]], dtype=object)
+    fresh_enc = OneHotEncoder(handle_unknown="ignore").fit(others)
+    db.restore(ve, into=fresh_enc)
+    assert [list(c) for c in fresh_enc.categories_] == [["blue", "green", "red"], ["l", "m", "s"]]
+    assert [c.dtype for c in fresh_enc.categories_] == [np.dtype(object)] * 2
+
+    codes = LabelEncoder().fit(labels)
+    vl = db.record("codes", model=codes)
+    assert db.restore(vl) == {}  # all its state is string labels, in the metadata
+    fresh_codes = LabelEncoder()
+    db.restore(vl, into=fresh_codes)
+    assert np.array_equal(fresh_codes.transform(labels), codes.transform(labels))
+    assert np.array_equal(fresh_enc.transform(words).toarray(), enc.transform(words).toarray())
+
+
+class Remembers(BaseEstimator):  # type: ignore[misc]  # sklearn is untyped
+    """An estimator whose learned state is every kind of JSON-able value record() keeps."""
+
+    def fit(self, x: np.ndarray, y: Any = None) -> Remembers:
+        self.values_ = [
+            float("nan"), -float("inf"), 0.1, 2**70, "a", None, True, np.float32(1.5), np.str_("z"),
+            np.array([["a", "bc"], ["d", "e"]]), np.array([None, "x", 3], dtype=object),
+            np.array([1.0, np.nan], dtype=np.float16), (1, slice(0, 3, None)), {"k": np.int64(-4)}, [],
+        ]  # fmt: skip
+        self.weights_ = [np.ones(2), np.zeros((1, 3), dtype=np.int8)]
+        return self
+
+
+def test_json_state_round_trips_with_its_types(db: mvcdb.Database) -> None:
+    est = Remembers().fit(np.zeros((2, 2)))
+    v = db.record("remembers", model=est)
+    assert set(db.restore(v)) == {"weights_.0", "weights_.1"}
+    fresh = Remembers()
+    db.restore(v, into=fresh)
+    got, want = fresh.values_, est.values_
+    for a, b in zip(got, want, strict=True):
+        assert type(a) is type(b), (a, b)
+        if isinstance(b, np.ndarray):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert [str(i) for i in a.ravel()] == [str(i) for i in b.ravel()]
+        elif b == b:  # not NaN
+            assert a == b
+    assert np.isnan(got[0]) and got[1] == -float("inf")
+    assert [w.dtype for w in fresh.weights_] == [np.float64, np.int8]
+
+
+def test_state_only_a_pickle_could_hold_is_refused_at_record(
+    db: mvcdb.Database, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, labels = labelled(data)
+    with pytest.raises(
+        mvcdb.MvcdbError, match=r"DecisionTreeClassifier: .*attribute tree_ \(Tree\).*no pickles"
+    ):
+        db.record("tree", model=DecisionTreeClassifier().fit(x, labels))
+    pipe = Pipeline([("scaler", StandardScaler()), ("forest", RandomForestClassifier(n_estimators=2))])
+    with pytest.raises(
+        mvcdb.MvcdbError, match=r"forest\.estimator_ \(DecisionTreeClassifier\), forest\.estimators_"
+    ):
+        db.record("forest", model=pipe.fit(x, labels))
+    with pytest.raises(mvcdb.MvcdbError, match="no pickles"):
+        model_metadata(DecisionTreeClassifier().fit(x, labels))
+    assert db.versions() == []
+
+
+def test_restore_into_an_estimator_of_another_class_is_refused(
+    db: mvcdb.Database, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, labels = labelled(data)
+    v = db.record("clf", model=LogisticRegression().fit(x, labels))
+    scaler = StandardScaler()
+    with pytest.raises(
+        mvcdb.MvcdbError, match=r"it is a StandardScaler but the version holds a .*LogisticRegression"
+    ):
+        db.restore(v, into=scaler)
+    with pytest.raises(mvcdb.MvcdbError, match="StandardScaler but"):
+        db.restore(v, ["coef_"], into=scaler)
+    assert vars(scaler) == vars(StandardScaler())  # nothing was set
+
+    vp = db.record("pipe", model=pipeline().fit(*data))
+    other = Pipeline([("scaler", MinMaxScaler()), ("ridge", Ridge())])
+    with pytest.raises(mvcdb.MvcdbError, match=r"its step 'scaler' is a MinMaxScaler but the version holds"):
+        db.restore(vp, into=other)
+    assert not hasattr(other.named_steps["ridge"], "coef_")

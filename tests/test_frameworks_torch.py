@@ -114,6 +114,39 @@ def test_module_with_buffers_round_trips_into_a_fresh_module(db: mvcdb.Database)
     assert fresh.fc1.weight.requires_grad  # loading keeps parameters parameters
 
 
+def test_a_meta_device_module_is_materialized_by_restore(db: mvcdb.Database) -> None:
+    net = trained_net()
+    v = db.record("net", model=net)
+    with torch.device("meta"):
+        fresh = Net()
+    fresh.fc1.bias.requires_grad_(False)  # a frozen parameter stays frozen
+    restored = db.restore(v, into=fresh)
+    assert not any(t.is_meta for t in fresh.state_dict().values())
+    assert_same_state(net, fresh)
+    assert {t.device.type for t in fresh.state_dict().values()} == {"cpu"}
+    assert fresh.head.weight.dtype == torch.bfloat16
+    params = dict(fresh.named_parameters())
+    assert all(isinstance(p, nn.Parameter) for p in params.values())
+    assert {n for n, p in params.items() if not p.requires_grad} == {"fc1.bias"}
+    x = torch.randn(5, 4)
+    assert torch.equal(net.eval()(x), fresh.eval()(x))
+    restored["fc1.weight"][...] = 0  # the module owns its memory: restore()'s arrays are separate
+    assert torch.equal(fresh.fc1.weight, net.fc1.weight)
+
+    with torch.device("meta"):
+        partly = Net()
+    db.restore(v, ["fc1.weight"], into=partly)
+    assert not partly.fc1.weight.is_meta and partly.fc1.bias.is_meta
+
+
+def test_a_state_dict_of_meta_tensors_is_refused_before_anything_is_copied(db: mvcdb.Database) -> None:
+    v = db.record("lin", model=nn.Linear(3, 2))
+    target = {"weight": torch.zeros(2, 3), "bias": torch.empty(2, device="meta")}
+    with pytest.raises(mvcdb.MvcdbError, match=r"'bias' is on the meta device.*restore into the nn\.Module"):
+        db.restore(v, into=target)
+    assert torch.equal(target["weight"], torch.zeros(2, 3))  # nothing was copied
+
+
 def test_params_dict_of_tensors_needs_no_conversion(db: mvcdb.Database) -> None:
     w = torch.randn(3, 4, requires_grad=True)
     z = torch.tensor([1 + 2j, 3 - 4j]).conj()  # lazily conjugated

@@ -8,7 +8,8 @@ Each epoch's logs (loss, val_loss, metrics) are logged into a db.run(); when tra
 model's weights are committed with the last epoch's logs as metrics. Metadata gets the datasets
 and hyper-parameters given, the optimizer's config, epochs and steps, the Keras version and
 backend. A second fit() with the same callback records a child of the first version. If fit()
-raises, nothing is recorded. every="batch" logs each batch (at a global step) instead of epochs.
+raises, nothing is recorded. every="batch" logs each batch (at a global step) instead of epochs;
+what only an epoch's end reports (val_loss, val_* metrics) joins the row of its last batch.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class MvcdbCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras is
         self._run: Run | None = None
         self._step = 0
         self._last: dict[str, float] = {}
+        #: every="batch": the last batch's (step, values), logged once the next batch or the
+        #: epoch's end comes (so validation metrics land in the same row).
+        self._batch: tuple[int, dict[str, float]] | None = None
 
     def _discovered(self) -> dict[str, Any]:
         model = self.model
@@ -127,22 +131,38 @@ class MvcdbCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras is
         )
         self._step = 0
         self._last = {}
+        self._batch = None
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self._run is not None and self.every == "batch":
-            self._run.log(self._step, **_scalars(logs))
+            self._log_batch()
+            self._batch = (self._step, _scalars(logs))
         self._step += 1
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """Log the epoch (every="epoch"), or add what batches did not report to the last batch."""
         values = _scalars(logs)
         self._last.update(values)
-        if self._run is not None and self.every == "epoch":
+        if self._run is None:
+            return
+        if self.every == "epoch":
             self._run.log(epoch, **values)
+            return
+        step, logged = self._batch or (max(self._step - 1, 0), {})
+        self._batch = (step, {**values, **logged})  # the batch's own values win (loss, accuracy)
+        self._log_batch()
+
+    def _log_batch(self) -> None:
+        """Log the pending batch row, if any (every="batch")."""
+        if self._batch is not None and self._run is not None:
+            (step, values), self._batch = self._batch, None
+            self._run.log(step, **values)
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         """Commit the weights, the trajectory and the last epoch's logs as metrics."""
         if self._run is None:
             return
+        self._log_batch()
         run, self._run = self._run, None
         self.version = run.commit(model=self.model, metrics={**self._last, **_scalars(logs)})
 

@@ -151,7 +151,11 @@ def params_from_object(obj: Any) -> dict[str, np.ndarray]:
 
 
 def load_into(obj: Any, params: Mapping[str, np.ndarray], *, partial: bool = False) -> None:
-    """Copy restored parameters into a module or a state_dict's tensors, after checking them all."""
+    """Copy restored parameters into a module or a state_dict's tensors, after checking them all.
+
+    A module on the meta device (built without memory) is materialized: its meta tensors are
+    replaced by the restored ones, on the CPU. A state_dict's meta tensors cannot be: MvcdbError.
+    """
     state = _state(obj)
     expected: dict[str, Slot] = {
         name: (dtype_name(t.dtype, name), tuple(t.shape))
@@ -159,10 +163,23 @@ def load_into(obj: Any, params: Mapping[str, np.ndarray], *, partial: bool = Fal
         if isinstance(t, torch.Tensor)
     }
     check_fits(expected, params, what=_describe(obj), partial=partial)
+    on_meta = [name for name in params if state[name].is_meta]
+    module = isinstance(obj, torch.nn.Module)
+    if on_meta and not module:
+        raise MvcdbError(
+            f"cannot load into the state_dict: {on_meta[0]!r} is on the meta device, which holds no"
+            " data to copy into; restore into the nn.Module itself (it is then materialized on the"
+            " CPU) or use the arrays restore() returns"
+        )
     tensors = {name: from_numpy(arr) for name, arr in params.items()}
-    if isinstance(obj, torch.nn.Module):
-        # load_state_dict runs the modules' own loading hooks; dtypes already match, so no casts
-        obj.load_state_dict(tensors, strict=not partial)
+    if module:
+        # load_state_dict runs the modules' own loading hooks; dtypes already match, so no casts.
+        # Meta tensors hold no memory to copy into: assign=True makes the restored (CPU) tensors
+        # the module's own (parameters stay nn.Parameters and keep their requires_grad), cloned
+        # so that the module shares no memory with the arrays restore() returns.
+        if on_meta:
+            tensors = {name: t.clone() for name, t in tensors.items()}
+        obj.load_state_dict(tensors, strict=not partial, assign=bool(on_meta))
         return
     with torch.no_grad():
         for name, tensor in tensors.items():
