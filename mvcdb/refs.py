@@ -87,7 +87,12 @@ def resolve_vid(conn: sqlite3.Connection, ref: object) -> int:
     for i in range(steps):
         row = conn.execute("SELECT parent FROM lineage WHERE child = ? AND position = 0", (vid,)).fetchone()
         if row is None:
-            raise RefError(f"{ref!r}: {base}~{i} has no parent (the history is only {i} deep)")
+            where = (
+                f"{base} is a root version"
+                if i == 0
+                else f"{base}~{i} is a root version ({base} has {i} first-parent ancestor(s))"
+            )
+            raise RefError(f"{ref!r}: {where}, with no parent")
         vid = row[0]
     return int(vid)
 

@@ -87,9 +87,14 @@ def test_graph_draws_the_merge(fx: Fixture) -> None:
 
 
 def test_bad_filters_are_one_line_errors(fx: Fixture) -> None:
-    assert_error(run(fx.path, ["log", "--where", "this is not a condition"]), 1, "condition")
-    assert_error(run(fx.path, ["log", "--order-by", "colour"]), 1, "order by")
+    """A malformed filter is bad usage (2), as README's exit codes say; one that is well formed but
+    names no metric any version has is an error about the data (1)."""
+    assert_error(run(fx.path, ["log", "--where", "this is not a condition"]), 2, "--where", "condition")
+    assert_error(run(fx.path, ["log", "--where", "metrics.val_mse < abc"]), 2, "--where", "number")
+    assert_error(run(fx.path, ["log", "--order-by", "colour"]), 2, "--order-by", "order by")
     assert_error(run(fx.path, ["log", "--since", "last tuesday"]), 2, "--since", "not a date")
+    assert_error(run(fx.path, ["log", "--where", "hyper.lr > 0"]), 1, "metadata.hyper.lr")
+    assert_error(run(fx.path, ["show", f"{fx.v1[:12]}~1"]), 1, "is a root version, with no parent")
 
 
 def test_parse_when_relative_and_absolute() -> None:

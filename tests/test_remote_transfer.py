@@ -3,6 +3,7 @@ credentials, and one-line errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -193,6 +194,12 @@ def test_tags_move_only_forward_unless_forced(tmp_path: Path, pg_url: str) -> No
     urls_db = str(tmp_path / "a.db")
     res = runner.invoke(cli, ["--db", urls_db, "push", pg_url])
     assert res.exit_code == 1
+    # --json still prints what was (not) done: the refusal is exactly what a script needs to see
+    res = runner.invoke(cli, ["--db", urls_db, "push", pg_url, "--json"])
+    assert res.exit_code == 1 and "not a fast-forward" in res.stderr
+    shown = json.loads(res.stdout)
+    assert shown["versions"] == 0 and len(shown["tags_rejected"]) == 1
+    assert "production" in shown["tags_rejected"][0]
     res = runner.invoke(cli, ["--db", urls_db, "push", pg_url, "production", "--force"])
     assert res.exit_code == 0, res.output
 

@@ -37,6 +37,31 @@ class _When(click.ParamType):  # type: ignore[type-arg]  # generic only in click
             self.fail(exc.message, param, ctx)
 
 
+def _check_conditions(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """Malformed --where conditions are bad usage (exit 2), like a malformed --since."""
+    from mvcdb import filters
+    from mvcdb.errors import MvcdbError
+
+    for value in values:
+        try:
+            filters.condition_sql(value)
+        except MvcdbError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return values
+
+
+def _check_order(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An --order-by key mvcdb cannot sort by is bad usage (exit 2)."""
+    from mvcdb import filters
+    from mvcdb.errors import MvcdbError
+
+    try:
+        filters.order_sql(value)
+    except MvcdbError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @click.command("log")
 @click.option("--model", "-M", metavar="MODEL", shell_complete=complete_model, help="Only this model.")
 @click.option(
@@ -51,11 +76,13 @@ class _When(click.ParamType):  # type: ignore[type-arg]  # generic only in click
     "conditions",
     multiple=True,
     metavar="COND",
+    callback=_check_conditions,
     help="A condition such as 'metrics.val_mse < 0.3' or 'metadata.train_set = train.csv' (repeatable).",
 )
 @click.option(
     "--order-by",
     metavar="KEY",
+    callback=_check_order,
     help="created_at, model, metrics.NAME, metadata.PATH; '-' prefix = descending.",
 )
 @click.option("--limit", "-n", type=click.IntRange(min=0), help="At most this many versions.")

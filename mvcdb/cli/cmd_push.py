@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from .context import json_option, open_db
 from .output import emit_json, format_bytes, progress
+
+if TYPE_CHECKING:
+    from mvcdb.remote.transfer import TransferReport
 
 
 @click.command("push")
@@ -29,17 +34,29 @@ def command(
     remote).
     """
     db = open_db(ctx, readonly=True)
+    from mvcdb.remote.transfer import PushRejectedError
     from mvcdb.remote.urls import label
 
+    rejected: PushRejectedError | None = None
     with progress(f"Pushing to {label(remote)}") as cb:
-        report = db.push(remote, list(refs) or None, force=force, progress=cb)
+        try:
+            report = db.push(remote, list(refs) or None, force=force, progress=cb)
+        except PushRejectedError as exc:  # everything else was pushed: report it, then fail
+            report, rejected = exc.report, exc
     if as_json:
         emit_json(report)
-        return
+    else:
+        _describe(report)
+    if rejected is not None:
+        raise rejected
+
+
+def _describe(report: TransferReport) -> None:
     for skipped in report.skipped:
         click.echo(f"Not pushed: {skipped}.", err=True)
     if not (report.versions or report.chunks or report.tags_moved):
-        click.echo(f"{report.remote} is up to date.")
+        if not report.tags_rejected:
+            click.echo(f"{report.remote} is up to date.")
         return
     line = f"Pushed {report.versions} versions, {report.chunks} chunks ({format_bytes(report.bytes)})"
     if report.tags_moved:

@@ -19,7 +19,7 @@ def command(ctx: click.Context, as_json: bool) -> None:
       {"path", "file_bytes", "versions", "models", "tensors", "series", "chunks",
        "orphan_chunks", "tags", "tag_moves", "param_bytes", "trajectory_bytes",
        "logical_bytes", "chunk_raw_bytes", "stored_bytes", "dedup_ratio",
-       "compression_ratio", "total_ratio"}
+       "compression_ratio", "total_ratio", "chunks_not_fetched"}
     """
     report = open_db(ctx, readonly=True).stats()
     if as_json:

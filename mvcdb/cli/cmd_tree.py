@@ -11,7 +11,13 @@ from .output import console, emit_json, is_tty
 @click.command("tree")
 # ref_argument's metavar is a bare REF; an optional one shows as [REF] in the usage line
 @click.argument("ref", metavar="[REF]", required=False, shell_complete=complete_ref)
-@click.option("--model", "-M", metavar="MODEL", shell_complete=complete_model, help="Only this model.")
+@click.option(
+    "--model",
+    "-M",
+    metavar="MODEL",
+    shell_complete=complete_model,
+    help="Only this model's versions (with REF: REF's lineage among them; REF itself always shown).",
+)
 @click.option(
     "--depth", "-d", type=click.IntRange(min=0), help="At most this many edges from REF (needs REF)."
 )
@@ -20,8 +26,10 @@ from .output import console, emit_json, is_tty
 def command(ctx: click.Context, ref: str | None, model: str | None, depth: int | None, as_json: bool) -> None:
     """Draw the lineage: REF's ancestors and descendants, or every version of --model.
 
-    Without REF and --model: every version in the file. Drawn like `git log --graph`,
-    newest first, REF marked with '<'. --json prints {"ref", "model", "nodes", "edges"}.
+    With both, REF's ancestors and descendants that are versions of --model (a fine-tuned model
+    recorded under another name drops out); without either, every version in the file. Drawn
+    like `git log --graph`, newest first, REF marked with '<'.
+    --json prints {"ref", "model", "nodes", "edges"}.
 
     \b
     Examples:
