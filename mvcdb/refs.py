@@ -87,12 +87,7 @@ def resolve_vid(conn: sqlite3.Connection, ref: object) -> int:
     for i in range(steps):
         row = conn.execute("SELECT parent FROM lineage WHERE child = ? AND position = 0", (vid,)).fetchone()
         if row is None:
-            where = (
-                f"{base} is a root version"
-                if i == 0
-                else f"{base}~{i} is a root version ({base} has {i} first-parent ancestor(s))"
-            )
-            raise RefError(f"{ref!r}: {where}, with no parent")
+            raise RefError(f"{ref!r}: {base}{f'~{i}' if i else ''} is a root version: it has no parent")
         vid = row[0]
     return int(vid)
 

@@ -40,7 +40,7 @@ def test_full_id_prefix_tag_latest_and_ancestry(db: mvcdb.Database, chain: list[
         ("nosuchtag", "unknown ref"),
         ("abc", "unknown ref"),  # too short to be a prefix
         ("0" * 64, "no version with id"),
-        ("linreg@latest~9", "is a root version, with no parent"),
+        ("linreg@latest~9", "~3 is a root version: it has no parent"),
         ("other@latest", "no versions of model"),
         ("linreg@first", "unknown selector"),
         ("", "invalid ref"),
