@@ -440,3 +440,23 @@ def insert_tag_moves(conn: sqlite3.Connection, moves: Iterable[TagMove]) -> int:
         )
         count += cur.rowcount
     return count
+
+
+def keep_tag_position(conn: sqlite3.Connection, name: str, kept: str | None, author: str, at: str) -> bool:
+    """After a merge or pull kept this file's position of a tag (kept: the version id it points
+    at, or None: deleted here), make the tag's history end there again; True if a move was added.
+
+    The other side's moves were copied in, and the latest of them may end elsewhere: one move
+    from there to `kept`, stamped now by whoever merged, records the decision, so the history
+    read in order always ends where the tag is (call inside the caller's write transaction).
+    """
+    last = conn.execute(
+        "SELECT to_id FROM tag_history WHERE name = ? ORDER BY at DESC, seq DESC LIMIT 1", (name,)
+    ).fetchone()
+    if last is None or last[0] == kept:
+        return False
+    conn.execute(
+        "INSERT OR IGNORE INTO tag_history (name, from_id, to_id, author, at) VALUES (?, ?, ?, ?, ?)",
+        (name, last[0], kept, author, at),
+    )
+    return True

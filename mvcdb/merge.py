@@ -36,6 +36,7 @@ from .copying import (
     ids_to_vids,
     insert_batch,
     insert_tag_moves,
+    keep_tag_position,
     missing_parents,
     sized_batches,
     topological,
@@ -378,6 +379,8 @@ def _merge_tags(
         if theirs:
             dst._set_tag(name, their_vid, their_id, author, at)
             set_here.append(name)
+        else:
+            keep_tag_position(conn, name, ours[0] if ours else None, author, at)
     return set_here, conflicts
 
 

@@ -220,6 +220,8 @@ def test_pull_fast_forwards_local_tags_and_keeps_diverged_ones(tmp_path: Path, p
             report = b.pull(pg_url)
             assert report.tags_moved == ["production"] and report.tags_kept == ["best"]
             assert b.tags() == {"production": vs[2].id, "best": mine.id}
+            kept = b.tag_history("best")  # the remote's moves came in; the history ends at mine
+            assert any(m.to_id == vs[2].id for m in kept) and kept[-1].to_id == mine.id
             moves = [(m.from_id, m.to_id, m.author) for m in b.tag_history("production")]
             assert (vs[0].id, vs[2].id, "tester") in moves
 

@@ -58,6 +58,11 @@ def test_merge_copies_everything_and_twice_changes_nothing(
             ("production", ids["alice"], ids["bob2"], False)
         ]
         assert db.tags()["production"] == ids["alice"]  # kept local
+        # bob's moves are copied in, and the history still ends where the tag is: one move
+        # stamped by whoever merged records keeping it (it used to end at bob's version)
+        last = db.tag_history("production")[-1]
+        assert (last.from_id, last.to_id, last.author) == (ids["bob2"], ids["alice"], "tester")
+        assert any(m.to_id == ids["bob2"] for m in db.tag_history("production"))
         once = content(db)
         again = db.merge(b)
         assert not again.changed and again.versions_present == 3
@@ -82,6 +87,12 @@ def test_merge_is_commutative_in_content(
         y.merge(a)
         cx, cy = content(x), content(y)
         assert cx.pop("tags") != cy.pop("tags")  # production: each kept its own
+        # ... and where the copied moves ended elsewhere, recorded that decision as one move,
+        # so that each history ends where its tag is: the histories differ by that move alone
+        hx, hy = set(cx.pop("tag_history")), set(cy.pop("tag_history"))
+        assert len(hx ^ hy) == 1
+        for db in (x, y):
+            assert db.tag_history("production")[-1].to_id == db.tags()["production"]
         assert cx == cy
 
 

@@ -36,6 +36,7 @@ from ..copying import (
     insert_tag_moves,
     insert_versions,
     is_full_id,
+    keep_tag_position,
     sized_batches,
     topological,
     verified_manifest,
@@ -795,6 +796,7 @@ def _pull_tags(
                 mine is None and tag in deleted_here
             ):
                 report.tags_kept.append(tag)  # moved elsewhere or deleted locally: the user decides
+                keep_tag_position(db.conn, tag, mine, author, at)
                 continue
             db.conn.execute(
                 "INSERT INTO tags (name, vid) VALUES (?, ?)"
