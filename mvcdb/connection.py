@@ -61,20 +61,35 @@ MAX_BUSY_TIMEOUT = (2**31 - 1) / 1000
 
 
 def busy_timeout_seconds() -> float:
-    """How long a writer waits for the lock in total ($MVCDB_BUSY_TIMEOUT, default 60 s; not a
-    number -> the default; negative -> 0; inf or more than SQLite can wait -> MAX_BUSY_TIMEOUT)."""
+    """How long a writer waits for the lock in total ($MVCDB_BUSY_TIMEOUT, default 60 s; negative
+    -> 0; inf or more than SQLite can wait -> MAX_BUSY_TIMEOUT). Not a number: MvcdbError naming
+    the variable (a typo silently meaning 60 s would surprise whoever set it)."""
+    text = os.environ.get("MVCDB_BUSY_TIMEOUT", "").strip() or "60"
     try:
-        seconds = float(os.environ.get("MVCDB_BUSY_TIMEOUT", "60"))
+        seconds = float(text)
     except ValueError:
-        return 60.0
+        seconds = math.nan
     if math.isnan(seconds):
-        return 60.0
+        raise MvcdbError(
+            f"MVCDB_BUSY_TIMEOUT must be a number of seconds (e.g. 60, 0.5 or inf), got {text!r}"
+        )
     return min(max(0.0, seconds), MAX_BUSY_TIMEOUT)
 
 
 def journal_mode() -> str:
-    """WAL (default), or DELETE when $MVCDB_JOURNAL=delete (for network shares; see README)."""
-    return "DELETE" if os.environ.get("MVCDB_JOURNAL", "wal").strip().lower() == "delete" else "WAL"
+    """WAL (default), or DELETE when $MVCDB_JOURNAL=delete (for network shares; see README).
+    Anything else is an MvcdbError: on a network share, a misspelt `delete` silently meaning WAL
+    is exactly the setting that corrupts files."""
+    text = os.environ.get("MVCDB_JOURNAL", "").strip().lower() or "wal"
+    if text not in ("wal", "delete"):
+        raise MvcdbError(f"MVCDB_JOURNAL must be 'wal' or 'delete', got {os.environ['MVCDB_JOURNAL']!r}")
+    return text.upper()
+
+
+def check_settings() -> None:
+    """Refuse a misspelt $MVCDB_JOURNAL or $MVCDB_BUSY_TIMEOUT before any file is touched."""
+    journal_mode()
+    busy_timeout_seconds()
 
 
 def default_path() -> Path:

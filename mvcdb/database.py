@@ -22,6 +22,7 @@ from . import checkpointer, inline, recording, schema
 from .author import current_author
 from .blobstore import BlobStore
 from .connection import (
+    check_settings,
     checkpoint,
     connect,
     connect_immutable,
@@ -114,6 +115,7 @@ class Database:
         chunk_size: int | None = None,
     ) -> None:
         self.path = as_path(path, "path") if path is not None else default_path()
+        check_settings()
         kind = sniff(self.path)
         if kind == "missing" and readonly:
             raise MvcdbError(f"{self.path} does not exist")

@@ -148,8 +148,7 @@ def test_cli_says_locked_in_one_line(path: Path, held: sqlite3.Connection, tmp_p
         ("-5", 0.0),
         ("inf", connection.MAX_BUSY_TIMEOUT),
         ("1e999", connection.MAX_BUSY_TIMEOUT),
-        ("nan", 60.0),
-        ("soon", 60.0),
+        ("", 60.0),
     ],
 )
 def test_busy_timeout_setting_is_always_a_wait_sqlite_can_hold(
@@ -191,3 +190,18 @@ def test_a_readonly_refusal_names_the_file_to_blame(path: Path, monkeypatch: pyt
                 patched.setattr(os, "access", lambda p, mode, b=blamed: p != b and real_access(p, mode))
                 assert needle in connection._why_readonly(db.conn)
         assert connection._why_readonly(db.conn) == "the database is open read-only; it cannot be written"
+
+
+@pytest.mark.parametrize(
+    ("variable", "setting"),
+    [("MVCDB_BUSY_TIMEOUT", "soon"), ("MVCDB_BUSY_TIMEOUT", "nan"), ("MVCDB_JOURNAL", "delet")],
+)
+def test_a_misspelt_setting_is_an_error_naming_it(
+    variable: str, setting: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They fell back to the defaults silently: MVCDB_JOURNAL=delet on a network share meant WAL."""
+    monkeypatch.setenv(variable, setting)
+    with pytest.raises(mvcdb.MvcdbError, match=f"{variable} must be .*{setting!r}"):
+        mvcdb.open(tmp_path / "t.db")
+    assert not (tmp_path / "t.db").exists()
+    assert_error(run(tmp_path / "t.db", ["init"], **{variable: setting}), 1, variable, repr(setting))
