@@ -1,15 +1,17 @@
 """`with db.run(model) as run:` — log every iteration in memory, write once at commit.
 
-`run.log(step, **values)` only appends the step and the call's keyword dict to two lists (well under
-a microsecond); the first call's row, then every 512 rows, become columns (trajectory.LogBuffer:
-that is where steps and series names are checked, once per block and once per name), and
-`run.commit(...)` stores the arrays in the same atomic version write as the parameters. An exception
-inside the block discards everything; leaving the block normally without calling commit() commits
-what was logged (retraining is expensive: nothing is thrown away).
+`run.log(step, **values)` only appends the step and the call's keyword dict to two lists (about a
+microsecond), under a lock so that several threads may log into one run; the first call's row, then
+every 512 rows, become columns (trajectory.LogBuffer: that is where steps and series names are
+checked, once per block and once per name), and `run.commit(...)` stores the arrays in the same
+atomic version write as the parameters. An exception inside the block discards everything; leaving
+the block normally without calling commit() commits what was logged (retraining is expensive:
+nothing is thrown away).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -41,15 +43,18 @@ class _Ended(list[int]):
 
 
 def _mutable(value: Any) -> bool:
-    """Whether a logged value is a buffer that can change in place (an array or a torch tensor)."""
-    return isinstance(value, np.ndarray) or (type(value) is not float and framework_of(value) == "torch")
+    """Whether a logged value is a buffer that can change in place (an array or a torch tensor;
+    a dict of tensors is no such buffer: a series cannot hold it, commit() refuses it)."""
+    return isinstance(value, np.ndarray) or (
+        type(value) is not float and not isinstance(value, Mapping) and framework_of(value) == "torch"
+    )
 
 
 def _freeze(values: dict[str, Any]) -> None:
     """Copy the arrays and tensors of one log() call, in place in its dict: they are kept until
-    their block converts (up to BLOCK_ROWS calls later), and a buffer updated in place meanwhile
-    (an optimizer step on a parameter, `w -= lr * grad`) must not change what was logged. A torch
-    tensor is detached and cloned on its own device (no host sync; its autograd graph is freed)."""
+    commit, and a buffer updated in place meanwhile (an optimizer step on a parameter,
+    `w -= lr * grad`) must not change what was logged. A torch tensor is detached and cloned on
+    its own device (no host sync; its autograd graph is freed)."""
     for name, value in values.items():
         if _mutable(value):
             values[name] = value.copy() if isinstance(value, np.ndarray) else value.detach().clone()
@@ -77,6 +82,8 @@ class Run:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.message = message
         self.tags = tuple(tag_list(tags))
+        #: held while a call changes what was logged: log() may be called from several threads
+        self._lock = threading.Lock()
         #: rows logged since the last block went to _log: each step, and each call's values dict
         self._steps: list[int] = []
         self._rows: list[dict[str, Any]] = []
@@ -87,54 +94,73 @@ class Run:
         self.version: Version | None = None
         #: why the run has ended (committed or discarded), None while it is open
         self._ended: str | None = None
-        #: the first error a later block's conversion met, raised by commit()
-        self._refused: MvcdbError | None = None
-        #: whether log() copies the arrays and tensors it is given (once the run has logged one;
-        #: a run of plain numbers never pays for the check)
+        #: what a later block's conversion (or commit's) refused and left out, raised by commit()
+        self._refused: list[MvcdbError] = []
+        #: whether log() copies the arrays and tensors it is given: from the first call that logs
+        #: one (see _first_logged)
         self._copies = False
+        #: the names logged so far, while _copies is off: a call that logs only these skips the
+        #: look at its values (one C-level set check), so a run of plain numbers looks at each
+        #: name once and an array logged under a new name is copied from its very first row
+        self._names: frozenset[str] = frozenset()
 
     def log(self, step: int, /, **values: Any) -> None:
         """Record the values of one iteration (scalars or arrays). Cheap: memory only.
 
-        MvcdbError after commit(). A step that is no int64 integer, or a series name record()
-        would refuse, in the very first call raises from that call (before the loop runs for
-        hours); later, it never interrupts training: that row or series is left out, everything
-        else is kept, and commit() raises the error once (commit again to store the rest).
+        MvcdbError after commit(). A step that is no int64 integer, a series name record()
+        would refuse, or a value a series cannot hold (text, a ragged shape) in the very first
+        call raises from that call (before the loop runs for hours); later, it never interrupts
+        training: that row or series is left out, everything else is kept, and commit() raises
+        the error once (commit again to store the rest). Safe to call from several threads.
         """
-        self._steps.append(step)  # raises once the run has ended (_Ended)
-        if self._copies:  # this run logs arrays or tensors: copy them now (see _freeze)
+        lock = self._lock
+        lock.acquire()  # acquire/release in a try/finally: half the cost of a with statement
+        try:
+            if self._copies:  # this run logs arrays or tensors: copy them now (see _freeze)
+                _freeze(values)
+            elif not self._names.issuperset(values):  # a name not logged before
+                self._first_logged(values)
+            self._steps.append(step)  # raises once the run has ended (_Ended)
+            rows = self._rows
+            rows.append(values)  # the call's own fresh dict: kept as it is until its block is full
+            if len(rows) >= self._block:
+                self._flush()
+        finally:
+            lock.release()
+
+    def _first_logged(self, values: dict[str, Any]) -> None:
+        """A call that logs a name for the first time (the caller holds _lock): if it logs an
+        array or tensor, copying starts with this very call; otherwise its names are noted. (A
+        name first logged as a number, later as a 0-d array or tensor, is not looked at again: an
+        array of any other shape there makes the series ragged, refused at commit.)"""
+        if any(map(_mutable, values.values())):
+            self._copies = True
             _freeze(values)
-        rows = self._rows
-        rows.append(values)  # the call's own fresh dict: kept as it is until its block is full
-        if len(rows) >= self._block:
-            self._flush()
+        else:
+            self._names = self._names.union(values)
 
     def _flush(self) -> None:
-        """Hand the buffered rows to the columnar buffer (one array per scalar series).
+        """Hand the buffered rows to the columnar buffer (one array per scalar series); the
+        caller holds _lock.
 
-        A step or series name LogBuffer refuses (it keeps everything else): MvcdbError from the
-        first call's block; from a later block it waits in _refused for commit()."""
+        A step, series name or (first call only: later ones wait for commit) series value that
+        LogBuffer refuses (it keeps everything else): MvcdbError from the first call's block; from
+        a later block it waits in _refused for commit()."""
         steps, rows = self._steps, self._rows
         self._steps, self._rows = [], []
         first, self._block = self._block == 1, BLOCK_ROWS
-        if first and rows and not self._copies and any(map(_mutable, rows[0].values())):
-            self._copies = True  # the first call logged an array: every call copies its arrays
-            _freeze(rows[0])
         try:
             self._log.add_block(steps, rows)
+            if first and rows:
+                self._log.arrays()  # a series that cannot be stored raises now, and is left out
         except MvcdbError as exc:
             if first:
                 raise
-            self._refused = self._refused or exc
-        finally:
-            if not self._copies and self._log.holds_arrays():
-                # A series of arrays began after the first call: copy from now on. Its rows in
-                # this block were kept as logged until now (a buffer changed in place meanwhile
-                # shows its state at this moment): log a copy to be exact from its first row.
-                self._copies = True
+            self._refused.append(exc)
 
     def __len__(self) -> int:
-        return self._log.nrows + len(self._rows)
+        with self._lock:
+            return self._log.nrows + len(self._rows)
 
     def commit(
         self,
@@ -149,8 +175,22 @@ class Run:
         """Store the logged trajectory with the final params/metrics as one new version.
 
         model= takes a framework object (PyTorch module or state_dict, Keras model, fitted
-        scikit-learn estimator) instead of params=.
+        scikit-learn estimator) instead of params=. A step, series name or series that cannot be
+        stored (text, ragged shapes) is left out and named in MvcdbError, once: commit again to
+        store the rest. A log() from another thread meanwhile waits, then raises.
         """
+        with self._lock:
+            return self._commit(params, model, metrics, metadata, message, tags)
+
+    def _commit(
+        self,
+        params: Mapping[str, Any] | None,
+        model: Any,
+        metrics: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        message: str | None,
+        tags: Iterable[str],
+    ) -> Version:
         if self._ended is not None:
             raise MvcdbError(self._ended)
         if model is not None:
@@ -161,13 +201,24 @@ class Run:
             params = params_from_object(model)
         tag_names = tag_list(tags)
         self._flush()
-        if self._refused is not None:  # said once: the next commit stores what was kept
-            refused, self._refused = self._refused, None
+        trajectory: dict[str, np.ndarray] | None = None
+        own_steps: dict[str, np.ndarray] = {}
+        try:
+            if self._log.nrows:
+                trajectory, own_steps = self._log.arrays()
+        except MvcdbError as exc:  # the series it names are left out of the buffer
+            self._refused.append(exc)
+        if self._refused:  # said once: the next commit stores what was kept
+            refused, self._refused = self._refused, []
             raise MvcdbError(
-                f"{refused} (the rest of the run is kept: commit again to store it without that)"
+                "; ".join(map(str, refused))
+                + " (the rest of the run is kept: commit again to store it without that)"
             )
-        trajectory, own_steps = self._log.arrays() if self._log.nrows else (None, {})
-        merged_meta = {**self.metadata, **(metadata or {})}
+        merged_meta: Any = {**self.metadata, **(metadata or {})}
+        if model is not None:  # what restore(into=) needs to rebuild it (scikit-learn's state)
+            from .frameworks import metadata_for
+
+            merged_meta = metadata_for(model, merged_meta)
         self.version = self._db._record(
             self.model,
             params,
@@ -184,7 +235,8 @@ class Run:
         return self.version
 
     def _end(self, why: str) -> None:
-        """No more logging or committing: log() and commit() raise MvcdbError(why) from now on."""
+        """No more logging or committing: log() and commit() raise MvcdbError(why) from now on
+        (the caller holds _lock)."""
         self._ended = why
         self._steps, self._rows = _Ended(why), []
 
@@ -198,7 +250,8 @@ class Run:
         tb: TracebackType | None,
     ) -> None:
         if exc_type is not None:  # discard: nothing half-written reaches the file
-            self._end("this run was discarded (an exception left its with block)")
+            with self._lock:
+                self._end("this run was discarded (an exception left its with block)")
             return
         if self._ended is None:
             self.commit()

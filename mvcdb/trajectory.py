@@ -66,10 +66,6 @@ class LogBuffer:
         self.series: dict[str, Series] = {}
         self.nrows = 0
 
-    def holds_arrays(self) -> bool:
-        """Whether some series keeps its values as logged (per-step arrays): its last part is a list."""
-        return any(s.parts and isinstance(s.parts[-1], list) for s in self.series.values())
-
     def add_block(self, steps: list[Any], rows: list[dict[str, Any]]) -> None:
         """Append logged rows (one dict of values per step). Bad values are kept as logged and
         judged by arrays() at commit. A row whose step is no int64 integer and a series whose
@@ -127,14 +123,23 @@ class LogBuffer:
 
     def arrays(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The arrays to store: ('step' and every series, the own steps of each series not logged
-        at every row). MvcdbError for non-integer steps or ragged / non-numeric values."""
+        at every row). A series whose values cannot be stored (ragged shapes, non-numeric) is
+        left out of the buffer, the others are all checked, then MvcdbError names every one."""
         steps = _concat([np.frombuffer(p, np.int64) for p in self.steps])
         out: dict[str, np.ndarray] = {STEP: steps}
         own: dict[str, np.ndarray] = {}
-        for name, s in self.series.items():
-            out[name] = _series_array(name, s.parts)
+        refused: list[str] = []
+        for name, s in list(self.series.items()):
+            try:
+                out[name] = _series_array(name, s.parts)
+            except MvcdbError as exc:
+                del self.series[name]
+                refused.append(str(exc))
+                continue
             if s.count != self.nrows:  # a name is logged at most once per row: count == rows is dense
                 own[name] = steps[_concat([_rows_array(r) for r in s.rows])]
+        if refused:
+            raise MvcdbError("; ".join(refused) + " (left out; everything else logged is kept)")
         return out, own
 
 

@@ -72,15 +72,17 @@ def test_commit_twice_and_reserved_names_are_refused(db: mvcdb.Database) -> None
 
 def test_ragged_or_text_series_are_refused(db: mvcdb.Database) -> None:
     run = db.run("m")
-    run.log(0, w=np.zeros(2))
-    run.log(1, w=np.zeros(3))
+    run.log(0, w=np.zeros(2), loss=0.0)
+    run.log(1, w=np.zeros(3), loss=1.0)
     with pytest.raises(mvcdb.MvcdbError, match="'w'"):
         run.commit()
-    run = db.run("m")
-    run.log(0, note="text")
-    with pytest.raises(mvcdb.MvcdbError):
-        run.commit()
     assert db.versions() == []
+    v = run.commit()  # the rest, without 'w'
+    assert list(db.trajectory(v)) == ["step", "loss"]
+    run = db.run("m")
+    with pytest.raises(mvcdb.MvcdbError, match="'note' has dtype"):
+        run.log(0, note="text")  # the first call checks its values at once
+    assert db.versions() == [v]
 
 
 def test_run_checks_arguments_before_training(db: mvcdb.Database) -> None:

@@ -276,3 +276,20 @@ def test_restore_into_an_estimator_of_another_class_is_refused(
     with pytest.raises(mvcdb.MvcdbError, match=r"its step 'scaler' is a MinMaxScaler but the version holds"):
         db.restore(vp, into=other)
     assert not hasattr(other.named_steps["ridge"], "coef_")
+
+
+def test_a_run_committing_an_estimator_keeps_its_state_too(
+    db: mvcdb.Database, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """run.commit(model=est) stores what record(model=est) stores (string labels in metadata),
+    next to the run's own metadata."""
+    x, labels = labelled(data)
+    clf = LogisticRegression().fit(x, labels)
+    with db.run("clf", metadata={"datasets": {"train": "toy"}}) as run:
+        run.log(0, acc=float(np.mean(clf.predict(x) == labels)))
+        v = run.commit(model=clf)
+    meta = db.get(v).metadata
+    assert meta["datasets"] == {"train": "toy"} and meta["model_class"].endswith(".LogisticRegression")
+    fresh = LogisticRegression()
+    db.restore(v, into=fresh)
+    assert np.array_equal(fresh.predict(x), clf.predict(x))

@@ -270,12 +270,15 @@ class _Grumpy:
 
 def test_values_that_raise_on_conversion_never_stop_the_loop(db: mvcdb.Database, tiny_blocks: int) -> None:
     run = db.run("m")
-    for i in range(9):  # two blocks converted while logging, neither raises
+    run.log(0, ok=0.0)
+    for i in range(1, 9):  # two blocks converted while logging, neither raises
         run.log(i, loss=_Grumpy())
     assert len(run) == 9
     with pytest.raises(mvcdb.MvcdbError, match="series 'loss'.*requires grad"):
         run.commit()
     assert db.versions() == []
+    with pytest.raises(mvcdb.MvcdbError, match="series 'loss'.*requires grad"):
+        db.run("m").log(0, loss=_Grumpy())  # the first call: refused at once
 
     run = db.run("m")
     with pytest.raises(mvcdb.MvcdbError, match="integers"):

@@ -266,6 +266,144 @@ def test_torch_parameters_updated_in_place_keep_their_logged_values(db: mvcdb.Da
 def test_torch_values_a_series_cannot_hold_are_named_as_series(db: mvcdb.Database) -> None:
     torch = pytest.importorskip("torch")
     run = db.run("m")
-    run.log(0, w=torch.empty(2, device="meta"))
+    with pytest.raises(mvcdb.MvcdbError, match="series 'w' is on the meta device"):
+        run.log(0, w=torch.empty(2, device="meta"))  # the first call: at once
+    run.log(1, w=torch.empty(2, device="meta"))  # later: at commit
     with pytest.raises(mvcdb.MvcdbError, match="series 'w' is on the meta device"):
         run.commit()
+
+
+# -- 8: arrays and tensors first logged after the first call -----------------------------------
+
+
+def test_an_array_series_that_starts_late_keeps_every_logged_state(db: mvcdb.Database) -> None:
+    """A buffer updated in place is stored as it was at each log(), from its very first row
+    (its rows before the next block used to show its final state)."""
+    w = np.zeros(2)
+    with db.run("m") as run:
+        for s in range(2000):  # several real blocks
+            w += 1
+            run.log(s, loss=float(s), **({"w": w} if s else {}))
+    steps, logged = db.series(run.version, "w")
+    assert steps.tolist() == list(range(1, 2000))
+    np.testing.assert_array_equal(logged, np.stack([steps + 1.0, steps + 1.0], axis=1))
+
+
+@pytest.mark.parametrize("first", [1, 5])
+def test_a_torch_parameter_that_starts_late_keeps_every_logged_state(
+    db: mvcdb.Database, tiny_blocks: int, first: int
+) -> None:
+    torch = pytest.importorskip("torch")
+    layer = torch.nn.Linear(2, 1, bias=False)
+    torch.nn.init.zeros_(layer.weight)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+    with db.run("m") as run:
+        for step in range(12):
+            run.log(step, loss=float(step), **({"weight": layer.weight} if step >= first else {}))
+            optimizer.zero_grad()
+            layer(torch.ones(1, 2)).sum().backward()  # d/dw = 1: each step subtracts 1 in place
+            optimizer.step()
+    steps, logged = db.series(run.version, "weight")
+    assert steps.tolist() == list(range(first, 12))
+    assert logged.reshape(-1, 2).tolist() == [[-float(s)] * 2 for s in steps]
+
+
+def test_a_run_of_plain_numbers_looks_at_each_value_once(
+    db: mvcdb.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """log() looks at the values of a call that logs a new name (is it an array?), never again
+    at a run of plain numbers: one set check per call is all they pay."""
+    looked: list[Any] = []
+    mutable = mvcdb.run._mutable
+
+    def counted(value: Any) -> bool:
+        looked.append(value)
+        return mutable(value)
+
+    monkeypatch.setattr(mvcdb.run, "_mutable", counted)
+    with db.run("m") as run:
+        for s in range(2000):
+            run.log(s, loss=float(s), n=s, **({"flag": True} if s == 1500 else {}))
+    assert looked == [0.0, 0, 1500.0, 1500, True]
+
+
+def test_a_dict_of_tensors_is_refused_at_commit_not_inside_the_loop(db: mvcdb.Database) -> None:
+    torch = pytest.importorskip("torch")
+    run = db.run("m")
+    run.log(0, loss=0.0)
+    run.log(1, loss=1.0, state={"w": torch.zeros(2)})  # no buffer to copy: never raises here
+    with pytest.raises(mvcdb.MvcdbError, match="'state'"):
+        run.commit()
+    assert db.trajectory(run.commit())["loss"].tolist() == [0.0, 1.0]
+
+
+# -- 9: a series that cannot be stored does not block the commit ------------------------------
+
+
+def test_series_that_cannot_be_stored_are_left_out_and_named_once(db: mvcdb.Database) -> None:
+    run = db.run("m")
+    for s in range(1200):  # real blocks: every refusal below happens after the first one
+        run.log(
+            s,
+            loss=float(s),
+            w=np.zeros(4 if s == 900 else 3),  # ragged once
+            **({"note": "hi"} if s == 800 else {}),  # text once
+            **({"a\nb": 1.0} if s == 1000 else {}),  # a name record() refuses
+        )
+    with pytest.raises(mvcdb.MvcdbError) as info:
+        run.commit()
+    message = str(info.value)
+    assert "'note'" in message and "'w'" in message and "control characters" in message
+    assert "commit again" in message
+    assert db.versions() == []
+    v = run.commit()  # everything else
+    traj = db.trajectory(v)
+    assert list(traj) == ["step", "loss"]
+    assert traj["loss"].tolist() == [float(s) for s in range(1200)]
+
+
+def test_a_text_value_in_the_first_call_raises_there(db: mvcdb.Database) -> None:
+    with pytest.raises(mvcdb.MvcdbError, match="series 'note' has dtype"):
+        with db.run("m") as run:
+            run.log(0, loss=0.0, note="hi")
+            run.log(1, loss=1.0)  # never reached: the loop does not start
+    assert db.versions() == []
+    run = db.run("m")
+    with pytest.raises(mvcdb.MvcdbError, match="series 'w': values of different shapes"):
+        run.log(0, loss=0.0, w=[np.zeros(2), np.zeros(3)])  # ragged within its one value
+    run.log(1, loss=1.0)
+    traj = db.trajectory(run.commit())  # the first call's other values are kept
+    assert list(traj) == ["step", "loss"] and traj["loss"].tolist() == [0.0, 1.0]
+
+
+# -- 10: the training helpers keep integers exact ----------------------------------------------
+
+
+def test_training_helper_values_keep_integers_exact() -> None:
+    torch = pytest.importorskip("torch")
+    from mvcdb.frameworks.training import scalar
+
+    big = 2**60 + 1
+    assert scalar(big) == big and type(scalar(big)) is int
+    assert scalar(np.int64(big)) == big and type(scalar(np.int64(big))) is int
+    assert scalar(torch.tensor(big)) == big and type(scalar(torch.tensor(big))) is int
+    assert scalar(np.array([big])) == big
+    assert scalar(np.float32(0.5)) == 0.5 and type(scalar(np.float32(0.5))) is float
+    assert scalar(torch.tensor(0.25)) == 0.25
+    assert scalar(True) is None and scalar(np.bool_(True)) is None and scalar(torch.tensor(True)) is None
+
+
+def test_track_logs_large_integers_exactly(db: mvcdb.Database) -> None:
+    torch = pytest.importorskip("torch")
+    from mvcdb.frameworks.torch_training import track
+
+    with track(db, "m", torch.nn.Linear(1, 1)) as run:
+        for e in range(4):
+            run.log(e, tokens=2**60 + e, seen=torch.tensor(2**61 + e), done=e == 3)
+    assert run.version is not None
+    _, tokens = db.series(run.version, "tokens")
+    assert tokens.dtype == np.int64 and tokens.tolist() == [2**60 + e for e in range(4)]
+    assert db.series(run.version, "seen")[1].tolist() == [2**61 + e for e in range(4)]
+    done = db.series(run.version, "done")[1]
+    assert done.dtype == np.bool_ and done.tolist() == [False, False, False, True]
+    assert run.version.metrics["tokens"] == float(2**60 + 3)

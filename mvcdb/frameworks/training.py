@@ -69,10 +69,13 @@ def training_metadata(
     return meta
 
 
-def scalar(value: Any) -> float | None:
-    """A loggable metric value as a float (tensors of one element too); None if not a scalar."""
+def scalar(value: Any) -> int | float | None:
+    """A loggable metric value as a Python int (integers stay exact, as run.log keeps them) or
+    float (tensors of one element too); None if not a scalar (bools: logged as arrays, no metric)."""
     if isinstance(value, bool):
         return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
     item = getattr(value, "item", None)
@@ -85,5 +88,5 @@ def scalar(value: Any) -> float | None:
         except (TypeError, ValueError, RuntimeError):
             return None
         if isinstance(result, numbers.Real) and not isinstance(result, bool):
-            return float(result)
+            return scalar(result)
     return None
