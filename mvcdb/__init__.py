@@ -124,6 +124,15 @@ def record(
             opened.close()
 
 
+def fingerprint(data: Any) -> dict[str, Any]:
+    """A JSON fingerprint (SHA-256, size, shape) of a dataset -- a file or directory path, an array,
+    or a mapping of names to those -- to put in a version's metadata:
+    `record(..., metadata={"datasets": {"train": mvcdb.fingerprint("train.csv")}})`."""
+    from .fingerprints import fingerprint as fingerprint_of
+
+    return fingerprint_of(data)
+
+
 def clone(
     url: str,
     path: str | os.PathLike[str],
@@ -168,6 +177,7 @@ __all__ = [
     "TransferReport",
     "__version__",
     "clone",
+    "fingerprint",
     "open",
     "record",
 ]

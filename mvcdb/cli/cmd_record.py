@@ -80,6 +80,19 @@ def parse_meta(ctx: click.Context, param: click.Parameter, values: tuple[str, ..
     return out
 
 
+def fingerprints(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """--dataset NAME=PATH ... -> {NAME: fingerprint of PATH} (mvcdb/fingerprints.py)."""
+    from mvcdb.fingerprints import fingerprint
+
+    out: dict[str, Any] = {}
+    for text in pairs:
+        name, path = split_pair(text, "--dataset")
+        if name in out:
+            raise click.BadParameter(f"dataset {name!r} is given twice", param_hint="--dataset")
+        out[name] = fingerprint(path)
+    return out
+
+
 def load_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
     """Named arrays from an .npz (never unpickling) or a .safetensors file; MvcdbError if unreadable."""
     from mvcdb.errors import MvcdbError
@@ -188,6 +201,13 @@ def _load_safetensors(path: Path, what: str) -> dict[str, np.ndarray]:
     shell_complete=complete_ref,
     help="The version this one descends from (repeat for a merge).",
 )
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="A dataset file or directory: its SHA-256 and size go into metadata.datasets.NAME (repeatable).",
+)
 @click.option("--message", "-m", default="", help="What this version is.")
 @click.option(
     "--tag", "tags", multiple=True, metavar="NAME", shell_complete=complete_tag, help="Tag it (repeatable)."
@@ -207,6 +227,7 @@ def command(
     metrics: dict[str, float],
     metadata: dict[str, Any],
     parents: tuple[str, ...],
+    datasets: tuple[str, ...],
     message: str,
     tags: tuple[str, ...],
     trajectory_file: Path | None,
@@ -217,12 +238,17 @@ def command(
     \b
     Example:
       mvcdb record linreg --params model.npz --metric val_mse=0.228 \\
-          --meta train_set=train.csv --meta hyper.lr=0.05 --parent production -m "lr 0.05"
+          --dataset train=train.csv --meta hyper.lr=0.05 --parent production -m "lr 0.05"
 
     With --json the whole new version is printed (the shape of `mvcdb show --json`'s header).
     """
     params = load_arrays(params_file, "params")
     trajectory = load_arrays(trajectory_file, "trajectory") if trajectory_file is not None else None
+    if datasets:
+        given = metadata.get("datasets", {})
+        if not isinstance(given, dict):
+            raise click.BadParameter("--meta datasets=... is a value, so --dataset cannot add to it")
+        metadata = {**metadata, "datasets": {**given, **fingerprints(datasets)}}
     created = not db_path(ctx).exists()
     db = open_db(ctx, create=True)
     if created:
