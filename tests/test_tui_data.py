@@ -161,3 +161,10 @@ def test_export_refuses_to_overwrite_and_unknown_formats(tmp_path: Path) -> None
     with pytest.raises(MvcdbError, match="format"):
         export_params(path, v.id, tmp_path / "w.bin", "pickle", overwrite=False)
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_the_diff_tables_changed_cell_names_one_sided_nans() -> None:
+    from mvcdb.tui.components.diff_screen import changed_cell
+
+    assert changed_cell({"frac_changed": 0.5, "nan_changed": 0}) == changed_cell({"frac_changed": 0.5})
+    assert changed_cell({"frac_changed": 0.5, "nan_changed": 1234}).endswith(" (1,234 NaN)")

@@ -150,11 +150,18 @@ class DiffScreen(Screen[None]):
                 Text(_num(p.get("max_abs")), justify="right"),
                 Text(_pct(p.get("rel_change")), justify="right"),
                 Text(_num(p.get("cosine")), justify="right"),
-                Text(_pct(p.get("frac_changed")), justify="right"),
+                Text(changed_cell(p), justify="right"),
             )
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+def changed_cell(param: dict[str, Any]) -> str:
+    """The share of elements that changed, and how many became (or stopped being) NaN: those are
+    left out of l2/max/rel/cosine, so the table says they exist."""
+    nan = param.get("nan_changed") or 0
+    return _pct(param.get("frac_changed")) + (f" ({nan:,} NaN)" if nan else "")
 
 
 def _side(info: Any) -> str:
