@@ -39,6 +39,11 @@ from .connection import write_transaction
 from .errors import DecodeError, IntegrityError, MvcdbError
 from .manifest import ManifestTensor
 
+#: No chunk holds more raw bytes than this (the largest chunk_size a file may use): a row that
+#: claims more is damaged and is refused before anything is allocated for it.
+MAX_CHUNK_BYTES = 512 * 1024 * 1024
+#: The smallest chunk_size a file may use.
+MIN_CHUNK_SIZE = 4096
 #: Longest delta chain (a chunk at this depth is not used as a base: the next one is stored full).
 MAX_DELTA_DEPTH = 4
 #: Bytes hashed/encoded ahead and written per transaction (one default chunk: the pool hashes
@@ -124,6 +129,63 @@ Chain = list[ChunkRow]
 def tensor_digest(dtype: str, shape: Sequence[int], hashes: Sequence[bytes]) -> str:
     """SHA-256 of the msgpack list [dtype, shape, chunk hashes] (tuples pack as lists)."""
     return hashlib.sha256(serial.pack_sorted((dtype, shape, hashes))).hexdigest()
+
+
+def valid_chunk_size(value: object) -> int | None:
+    """The chunk size a `meta` value names, or None if it is not a whole number of bytes a file
+    may use (MIN_CHUNK_SIZE..MAX_CHUNK_BYTES): such a value is damage, not a setting."""
+    try:
+        size = int(str(value).strip())
+    except ValueError:
+        return None
+    return size if MIN_CHUNK_SIZE <= size <= MAX_CHUNK_BYTES else None
+
+
+def checked_size(cid: int, size: int) -> int:
+    """A chunk row's size, or IntegrityError if no chunk can be that big (checked before a buffer
+    for it is allocated: a damaged row must not make a read ask for terabytes)."""
+    if not 0 <= size <= MAX_CHUNK_BYTES:
+        raise IntegrityError(
+            f"chunk {cid} claims {size} bytes, more than a chunk may hold (the file is damaged)"
+        )
+    return size
+
+
+def is_lazy_clone(conn: sqlite3.Connection) -> bool:
+    """Whether the file is a lazy clone (names the remote its unfetched chunks come from): only
+    there may a chunk be a STUB."""
+    from .remote.transfer import LAZY_META_KEY  # the remote package imports this module
+
+    return conn.execute("SELECT 1 FROM meta WHERE key = ?", (LAZY_META_KEY,)).fetchone() is not None
+
+
+def damaged_stubs(
+    conn: sqlite3.Connection, cids: Sequence[int], *, lazy: bool | None = None
+) -> dict[int, str]:
+    """The STUB chunks among cids that cannot be a lazy clone's placeholder, each with why: a
+    stub outside a lazy clone, or one holding bytes (a real chunk whose codec was damaged).
+    lazy=None asks the file whether it is a lazy clone."""
+    if not cids:
+        return {}
+    if lazy is None:
+        lazy = is_lazy_clone(conn)
+    damaged: dict[int, str] = {}
+    for i in range(0, len(cids), 50_000):
+        for cid, stored in conn.execute(
+            "SELECT cid, length(data) FROM chunks WHERE cid IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(cids[i : i + 50_000])),),
+        ):
+            if not lazy:
+                damaged[int(cid)] = (
+                    f"chunk {cid} is marked not fetched (codec {chunkcodec.STUB}, a lazy clone's"
+                    " placeholder) but this file is no lazy clone: the file is damaged"
+                )
+            elif stored:
+                damaged[int(cid)] = (
+                    f"chunk {cid} is marked not fetched (codec {chunkcodec.STUB}) but holds"
+                    f" {stored} bytes: the file is damaged"
+                )
+    return damaged
 
 
 def _sha256(piece: memoryview) -> bytes:
@@ -498,10 +560,16 @@ class BlobStore:
         missing = [c for c in cids if c not in rows]
         if missing:
             raise IntegrityError(f"chunk {missing[0]} is missing from the database")
+        _check_rows(rows)
         stubs = sorted(r.cid for r in rows.values() if r.codec == chunkcodec.STUB)
+        # a fetch hook is attached to lazy clones only (or by a caller that fetches stubs itself)
+        damaged = damaged_stubs(self.conn, stubs, lazy=True if self.fetch_missing is not None else None)
+        if damaged:
+            raise IntegrityError(next(iter(damaged.values())) + " (run mvcdb verify)")
         if stubs and self.fetch_missing is not None:
             self.fetch_missing(stubs)
             rows = self._rows(cids)
+            _check_rows(rows)
             stubs = sorted(r.cid for r in rows.values() if r.codec == chunkcodec.STUB)
         if stubs:
             raise MvcdbError(
@@ -652,9 +720,21 @@ class BlobStore:
         row = self.conn.execute("SELECT size FROM chunks WHERE cid = ?", (cid,)).fetchone()
         if row is None:
             raise IntegrityError(f"chunk {cid} is missing from the database")
-        out = np.empty(row[0], dtype=np.uint8)
+        out = np.empty(checked_size(cid, row[0]), dtype=np.uint8)
         self.read_into([cid], out)
         return out.tobytes()
+
+
+def _check_rows(rows: dict[int, ChunkRow]) -> None:
+    """IntegrityError for a row no chunk can have, before a read allocates for it: a size past
+    MAX_CHUNK_BYTES, or a delta whose base is another size (a delta is as long as its base)."""
+    for row in rows.values():
+        checked_size(row.cid, row.size)
+        base = rows.get(row.base) if row.base is not None else None
+        if base is not None and base.size != row.size:
+            raise IntegrityError(
+                f"chunk {row.cid} is a delta against chunk {base.cid} of another size (the file is damaged)"
+            )
 
 
 def _windows(pieces: Sequence[_Piece]) -> Iterator[list[_Piece]]:

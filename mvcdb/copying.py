@@ -30,9 +30,6 @@ from .refs import HEX_RE, check_model_name, check_tag_name
 from .tensors import check_name
 from .timeutil import parse_text
 
-#: No chunk may claim more raw bytes than this (the largest chunk_size a file may use), so a
-#: hostile source cannot make us allocate more.
-MAX_CHUNK_BYTES = 512 * 1024 * 1024
 #: Hashes per `IN (?, ...)` question (bound variables are limited).
 HASH_BATCH = 500
 #: Ids per `json_each(?)` question.

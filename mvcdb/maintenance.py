@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,10 +21,10 @@ import numpy as np
 
 from . import checkpointer
 from .author import current_author
-from .blobstore import tensor_digest
+from .blobstore import MAX_CHUNK_BYTES, damaged_stubs, tensor_digest, valid_chunk_size
 from .chunkcodec import STUB
 from .connection import checkpoint, with_retry, write_transaction
-from .errors import MvcdbError
+from .errors import DecodeError, MvcdbError
 from .manifest import decode as decode_manifest
 from .manifest import version_id
 from .refs import HEX_RE, NAME_RE
@@ -280,12 +280,35 @@ class _Checker:
         except sqlite3.DatabaseError as exc:
             self.problem("foreign-key", "file", str(exc))
 
+    # meta -------------------------------------------------------------------------------------
+
+    def meta(self) -> None:
+        """The facts every mvcdb file states about itself: a damaged one is reported here (it
+        would otherwise only show as a confusing error when the file is opened)."""
+        try:
+            meta = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as exc:
+            self.problem("sqlite-integrity", "meta", str(exc))
+            return
+        if "format" not in meta:
+            self.problem("meta", "meta 'format'", "is missing (every mvcdb file has format = 'mvcdb')")
+        elif meta["format"] != "mvcdb":
+            self.problem("meta", "meta 'format'", f"is {meta['format']!r}, not 'mvcdb'")
+        if "chunk_size" not in meta:
+            self.problem("meta", "meta 'chunk_size'", "is missing")
+        elif valid_chunk_size(meta["chunk_size"]) is None:
+            self.problem(
+                "meta",
+                "meta 'chunk_size'",
+                f"is {meta['chunk_size']!r}, not a whole number of bytes from 4 KiB to 512 MiB",
+            )
+
     # chunks -----------------------------------------------------------------------------------
 
     def chunks(self, cids: list[tuple[int, int]]) -> None:
         for batch in _batches(cids):
-            out = np.empty(sum(size for _, size in batch), dtype=np.uint8)
             try:
+                out = np.empty(sum(size for _, size in batch), dtype=np.uint8)
                 self.db.store.read_into([cid for cid, _ in batch], out)
             except (MvcdbError, sqlite3.DatabaseError, ValueError, MemoryError):
                 for cid, _ in batch:  # find which ones
@@ -486,16 +509,27 @@ def verify(db: Database, progress: Progress | None = None) -> VerifyReport:
 def _verify(db: Database, progress: Progress | None) -> VerifyReport:
     check = _Checker(db, progress)
     check.sqlite()
+    check.meta()
     try:
         rows = db.conn.execute("SELECT cid, size, codec FROM chunks ORDER BY cid").fetchall()
-        stubs = sum(1 for _, _, codec in rows if codec == STUB)
-        if stubs:
-            check.notes.append(f"{stubs} chunk(s) not fetched yet (a lazy clone): not checked")
-        cids = [(int(c), int(s)) for c, s, codec in rows if codec != STUB]
+        oversized = [int(c) for c, s, _ in rows if not 0 <= s <= MAX_CHUNK_BYTES]
+        stubs = [int(c) for c, s, codec in rows if codec == STUB and 0 <= s <= MAX_CHUNK_BYTES]
+        damaged = damaged_stubs(db.conn, stubs)
+        cids = [(int(c), int(s)) for c, s, codec in rows if codec != STUB and 0 <= s <= MAX_CHUNK_BYTES]
         versions = db.conn.execute("SELECT vid, id FROM versions ORDER BY vid").fetchall()
     except sqlite3.DatabaseError as exc:
         check.problem("sqlite-integrity", "file", f"cannot read the tables: {exc}")
         return VerifyReport(str(db.path), problems=check.problems)
+    for cid in oversized:  # decoding it would first allocate what it claims
+        check.problem(
+            "chunk-corrupt", check._chunk_subject(cid), f"it claims more than {MAX_CHUNK_BYTES} bytes"
+        )
+    for cid, why in damaged.items():
+        check.problem("chunk-corrupt", check._chunk_subject(cid), why)
+    if len(stubs) > len(damaged):
+        check.notes.append(
+            f"{len(stubs) - len(damaged)} chunk(s) not fetched yet (a lazy clone): not checked"
+        )
     check.total = len(cids) + len(versions)
     check.chunks(cids)
     for vid, vid_hex in versions:  # one at a time: manifests of big models are not small
@@ -517,7 +551,7 @@ def _verify(db: Database, progress: Progress | None) -> VerifyReport:
     return VerifyReport(
         str(db.path),
         versions=len(versions),
-        chunks=len(cids),
+        chunks=len(rows) - len(stubs) + len(damaged),
         tags=tags,
         problems=check.problems,
         notes=check.notes,
@@ -529,13 +563,16 @@ def _verify(db: Database, progress: Progress | None) -> VerifyReport:
 
 @dataclass(frozen=True)
 class GcReport:
-    """What gc removed and how much smaller the file became."""
+    """What gc removed, how much smaller the file became, and anything the user must act on."""
 
     path: str
     chunks_deleted: int
     stored_bytes_deleted: int
     file_bytes_before: int
     file_bytes_after: int
+    #: chunks no tensor row uses that were kept because a version's manifest names them (damage)
+    chunks_kept: int = 0
+    notes: tuple[str, ...] = ()
 
     @property
     def reclaimed_bytes(self) -> int:
@@ -550,25 +587,42 @@ class GcReport:
             "file_bytes_before": self.file_bytes_before,
             "file_bytes_after": self.file_bytes_after,
             "reclaimed_bytes": self.reclaimed_bytes,
+            "chunks_kept": self.chunks_kept,
+            "notes": list(self.notes),
         }
 
     def __str__(self) -> str:
         from .cli.output import format_bytes as fb
 
-        return (
-            f"deleted {self.chunks_deleted} unreferenced chunk(s) ({fb(self.stored_bytes_deleted)} stored);"
-            f" file {fb(self.file_bytes_before)} -> {fb(self.file_bytes_after)}"
-            f" ({fb(self.reclaimed_bytes)} reclaimed)"
+        return "\n".join(
+            [
+                f"deleted {self.chunks_deleted} unreferenced chunk(s)"
+                f" ({fb(self.stored_bytes_deleted)} stored);"
+                f" file {fb(self.file_bytes_before)} -> {fb(self.file_bytes_after)}"
+                f" ({fb(self.reclaimed_bytes)} reclaimed)",
+                *(f"note: {n}" for n in self.notes),
+            ]
         )
 
 
-def gc(db: Database, progress: Progress | None = None) -> GcReport:
-    """Delete every chunk no tensor needs (keeping delta bases of kept chunks), then compact.
+class GcCompactionError(MvcdbError):
+    """gc deleted the unreferenced chunks (committed: their space is reused inside the file) but
+    could not compact the file for lack of disk space; `report` says what was deleted."""
 
-    The deletion is one write transaction, so a concurrent record either committed before it
-    (its chunks are referenced and kept) or commits after it; in the latter case a chunk it
-    wrote (or found already stored) a moment earlier may be gone, and that record fails with a
-    clear "record again" error instead of storing an incomplete version.
+    def __init__(self, message: str, report: GcReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def gc(db: Database, progress: Progress | None = None) -> GcReport:
+    """Delete every chunk no version needs (keeping delta bases of kept chunks), then compact.
+
+    A chunk is needed if a tensor row uses it or -- whatever the rows say, since they may be
+    damaged -- a version's manifest names its hash. The deletion is its own write transaction,
+    committed before compaction: a concurrent record either committed before it (its chunks are
+    referenced and kept) or commits after it, and then a chunk it wrote a moment earlier may be
+    gone and that record fails with a clear "record again". On a full disk the deletion still
+    stands (its space is reused inside the file) and GcCompactionError says compaction needs space.
     """
     db._check_writable()
     if db.conn.in_transaction:  # VACUUM cannot run in a transaction: refuse before deleting anything
@@ -581,21 +635,181 @@ def gc(db: Database, progress: Progress | None = None) -> GcReport:
             progress(done, steps, what)
 
     tick(0, "finding unreferenced chunks")
-    with write_transaction(db.conn):
-        count, stored = db.conn.execute(
-            f"SELECT count(*), coalesce(sum(length(data)), 0) FROM chunks WHERE cid NOT IN ({_LIVE_CHUNKS})"
-        ).fetchone()
-        if count:
-            db.conn.execute(f"DELETE FROM chunks WHERE cid NOT IN ({_LIVE_CHUNKS})")
+    # manifests are decoded before the write lock is taken (seconds for a big file), and in it
+    # only those of versions recorded meanwhile
+    prescan = _scan_manifests(db.conn, _unused_hashes(db.conn))
+    # SQLite built with SECURE_DELETE (Debian's is) would write every freed page, zeroed, to the
+    # WAL: the deletion would need as much free disk as it frees. FAST zeroes only pages written
+    # anyway; the VACUUM that follows drops the deleted bytes from the file.
+    secure = int(db.conn.execute("PRAGMA secure_delete").fetchone()[0])
+    if secure == 1:
+        db.conn.execute("PRAGMA secure_delete = FAST")
+    try:
+        with write_transaction(db.conn):
+            count, stored, kept, notes = _delete_unneeded(db.conn, prescan)
+    except sqlite3.OperationalError as exc:
+        if not _is_full(exc):
+            raise
+        raise MvcdbError(
+            "the disk is full: gc deleted nothing (even a deletion needs a little space in the"
+            " write-ahead log); free some disk space and run mvcdb gc again"
+        ) from None
+    finally:
+        db.conn.execute(f"PRAGMA secure_delete = {secure}")
     tick(1, "compacting the file (VACUUM)")
+    compact_needs = 0  # bytes of free space compaction lacked, if it did
     if count or int(db.conn.execute("PRAGMA freelist_count").fetchone()[0]):
-        with_retry(lambda: db.conn.execute("VACUUM"))
+        try:
+            with_retry(lambda: _compact(db.conn))
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            compact_needs = _live_bytes(db.conn)
     tick(2, "checkpointing")
     if db.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
         with checkpointer.paused(db.conn):  # the file stays open for writing: keep one running
             checkpoint(db.conn)
     tick(3, "done")
-    return GcReport(str(db.path), int(count), int(stored), before, file_bytes(db.path))
+    report = GcReport(str(db.path), count, stored, before, file_bytes(db.path), kept, tuple(notes))
+    if compact_needs:
+        from .cli.output import format_bytes as fb
+
+        done = (
+            f"deleted {count} unreferenced chunk(s) ({fb(stored)} stored): their space is free"
+            " for new records inside the file, but"
+            if count
+            else "no unreferenced chunk to delete, but"
+        )
+        raise GcCompactionError(
+            f"{done} the disk is too full to compact the file (VACUUM needs about"
+            f" {fb(compact_needs)} free); free some disk space and run mvcdb gc again to shrink it",
+            report,
+        )
+    return report
+
+
+def _compact(conn: sqlite3.Connection) -> None:
+    """Rewrite the file without its free pages (needs about its live size of free space)."""
+    conn.execute("VACUUM")
+
+
+def _live_bytes(conn: sqlite3.Connection) -> int:
+    """Bytes of the file's pages in use: what VACUUM writes (to a temporary copy, then the WAL)."""
+    pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+    free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    return max(1, pages - free) * int(conn.execute("PRAGMA page_size").fetchone()[0])
+
+
+def _is_full(exc: sqlite3.OperationalError) -> bool:
+    """True for SQLITE_FULL ('database or disk is full')."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF == 13) or "is full" in str(exc).lower()
+
+
+def _unused_hashes(conn: sqlite3.Connection) -> set[bytes]:
+    """Hashes of the chunks no tensor row needs (nor any such chunk as a delta base)."""
+    return {bytes(h) for (h,) in conn.execute(f"SELECT hash FROM chunks WHERE cid NOT IN ({_LIVE_CHUNKS})")}
+
+
+@dataclass
+class _ManifestScan:
+    """Which of the hashes looked for the scanned versions' manifests name; which versions were
+    scanned (ids), and which of them have a manifest that cannot be decoded."""
+
+    looked_for: set[bytes]
+    named: set[bytes] = field(default_factory=set)
+    scanned: set[str] = field(default_factory=set)
+    unreadable: list[str] = field(default_factory=list)
+
+
+def _scan_manifests(
+    conn: sqlite3.Connection, hashes: set[bytes], ids: Sequence[str] | None = None
+) -> _ManifestScan:
+    """Decode the manifests of the versions ids names (None: all) once each and note which of
+    hashes they name (only hits are kept in memory: a file may name millions of chunks)."""
+    scan = _ManifestScan(set(hashes))
+    if not hashes:
+        return scan
+    if ids is None:
+        rows: Iterable[tuple[str, bytes]] = conn.execute("SELECT id, manifest FROM versions")
+    else:
+        rows = (
+            row
+            for i in range(0, len(ids), _ID_BATCH)
+            for row in conn.execute(
+                "SELECT id, manifest FROM versions WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(ids[i : i + _ID_BATCH])),),
+            ).fetchall()
+        )
+    for vid_hex, blob in rows:
+        scan.scanned.add(str(vid_hex))
+        try:
+            tensors = decode_manifest(bytes(blob)).tensors
+        except (DecodeError, MvcdbError, ValueError, TypeError):
+            scan.unreadable.append(str(vid_hex))
+            continue
+        for t in tensors:
+            scan.named.update(h for h in t.hashes if h in hashes)
+    return scan
+
+
+def _delete_unneeded(conn: sqlite3.Connection, prescan: _ManifestScan) -> tuple[int, int, int, list[str]]:
+    """Inside gc's write transaction: delete the chunks no version needs; return (deleted, their
+    stored bytes, kept only because a manifest names them, notes for the user). prescan is the
+    scan made before the lock: only what changed since is decoded here."""
+    unused = {
+        int(cid): (bytes(digest), base, int(stored))
+        for cid, digest, base, stored in conn.execute(
+            f"SELECT cid, hash, base, length(data) FROM chunks WHERE cid NOT IN ({_LIVE_CHUNKS})"
+        )
+    }
+    if not unused:
+        return 0, 0, 0, []
+    hashes = {digest for digest, _, _ in unused.values()}
+    now = [str(i) for (i,) in conn.execute("SELECT id FROM versions")]
+    fresh = _scan_manifests(conn, hashes - prescan.looked_for)  # unreferenced since: all versions
+    later = _scan_manifests(conn, hashes & prescan.looked_for, [i for i in now if i not in prescan.scanned])
+    named_hashes = (hashes & prescan.named) | fresh.named | later.named
+    present = set(now)
+    unreadable = (
+        [i for i in prescan.unreadable if i in present]
+        + later.unreadable
+        + [i for i in fresh.unreadable if i not in prescan.unreadable]
+    )
+    notes: list[str] = []
+    if unreadable:
+        notes.append(
+            f"the manifest of version {unreadable[0][:12]}"
+            + (f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else "")
+            + f" cannot be decoded, so which chunks it needs is unknown: kept all {len(unused)}"
+            " unreferenced chunk(s); run mvcdb verify (and mvcdb rm a version beyond repair)"
+        )
+        return 0, 0, 0, notes
+    named = {cid for cid, (digest, _, _) in unused.items() if digest in named_hashes}
+    keep = set(named)
+    todo = list(named)
+    while todo:  # the delta bases of a kept chunk are kept too (a base in use is live already)
+        base = unused[todo.pop()][1]
+        if base is not None and base in unused and base not in keep:
+            keep.add(base)
+            todo.append(base)
+    if named:
+        notes.append(
+            f"kept {len(named)} chunk(s) no tensor row uses but a version's manifest names"
+            + (f" (and {len(keep) - len(named)} delta base(s) of them)" if len(keep) > len(named) else "")
+            + ": the file's rows are damaged; run mvcdb verify"
+        )
+    doomed = sorted(set(unused) - keep)
+    for i in range(0, len(doomed), _ID_BATCH):
+        conn.execute(
+            "DELETE FROM chunks WHERE cid IN (SELECT value FROM json_each(?))",
+            (json.dumps(doomed[i : i + _ID_BATCH]),),
+        )
+    return len(doomed), sum(unused[cid][2] for cid in doomed), len(named), notes
+
+
+#: Ids per `json_each(?)` question of gc.
+_ID_BATCH = 20_000
 
 
 # -- rm ----------------------------------------------------------------------------------------

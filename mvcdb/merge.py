@@ -25,10 +25,10 @@ import numpy as np
 
 from . import inline
 from .author import current_author
+from .blobstore import MAX_CHUNK_BYTES
 from .chunkcodec import STUB
 from .connection import write_transaction
 from .copying import (
-    MAX_CHUNK_BYTES,
     IncomingVersion,
     TagMove,
     check_tag_move,

@@ -25,9 +25,9 @@ import numpy as np
 
 from .. import chunkcodec, inline
 from ..author import current_author
+from ..blobstore import MAX_CHUNK_BYTES
 from ..connection import connect, write_transaction
 from ..copying import (
-    MAX_CHUNK_BYTES,
     IncomingVersion,
     TagMove,
     check_tag_move,
