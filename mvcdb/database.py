@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
@@ -20,7 +21,7 @@ import numpy as np
 
 from . import checkpointer, inline, recording, schema
 from .author import current_author
-from .blobstore import BlobStore
+from .blobstore import BlobStore, tensor_digest
 from .connection import (
     check_settings,
     checkpoint,
@@ -32,13 +33,23 @@ from .connection import (
     tune,
     write_transaction,
 )
-from .errors import IntegrityError, MvcdbError, NotAnMvcdbFileError, ReadOnlyError, RefError
+from .errors import DecodeError, IntegrityError, MvcdbError, NotAnMvcdbFileError, ReadOnlyError, RefError
+from .manifest import ManifestTensor, version_id
+from .manifest import decode as decode_manifest
 from .manifest import encode as encode_manifest
-from .manifest import version_id
-from .models import TagMove, TensorInfo, Version, VersionList, finish_pending, load_versions, tensor_infos
+from .models import (
+    TagMove,
+    TensorInfo,
+    Version,
+    VersionList,
+    damaged,
+    finish_pending,
+    load_versions,
+    tensor_infos,
+)
 from .refs import check_model_name, check_tag_name, ref_list, resolve_vid, tag_list
 from .run import Run
-from .tensors import from_storage, normalize_params
+from .tensors import from_storage, normalize_params, shape_json
 from .timeutil import now_text, parse_text, parse_when, to_text
 from .trajectory import STEP, aligned, from_mapping
 
@@ -66,6 +77,50 @@ class _ChunksVanished(MvcdbError):
 
 #: What may name a parent: a ref string or a Version.
 ParentRef = Union[str, Version]
+
+#: How many decoded manifests (tensors by kind and name) a Database keeps, by version id.
+MANIFEST_CACHE = 8
+#: Larger manifests are decoded on each read instead (bounds the cache's memory).
+MANIFEST_CACHE_BYTES = 4 << 20
+
+
+def _row_matches(
+    subject: str,
+    expected: Mapping[str, ManifestTensor],
+    kind: str,
+    name: str,
+    dtype: str,
+    shape: str,
+    nbytes: int,
+) -> ManifestTensor:
+    """The manifest's entry for a `tensors` row, after checking that the row's dtype, shape and
+    size are the manifest's (IntegrityError naming the version and tensor if not)."""
+    t = expected.get(name)
+    if t is None:
+        raise damaged(subject, f"{kind} {name!r} is not in its manifest")
+    if (
+        dtype != t.dtype
+        or nbytes != t.nbytes
+        or (shape != shape_json(t.shape) and not _same_shape(shape, t.shape))
+    ):
+        raise damaged(subject, f"{kind} {name!r}: its dtype, shape or size is not its manifest's")
+    return t
+
+
+def _moved_at(tag: str, text: str) -> datetime:
+    """When a tag moved, from its tag_history row (IntegrityError if the stored time is damaged)."""
+    try:
+        return parse_text(text)
+    except (ValueError, TypeError):
+        raise damaged(f"tag {tag!r}", f"a move in its history has the unreadable time {text!r}") from None
+
+
+def _same_shape(text: object, shape: tuple[int, ...]) -> bool:
+    """Whether a stored shape (JSON text, perhaps spaced otherwise) is this shape."""
+    try:
+        return isinstance(text, str) and json.loads(text) == list(shape)
+    except ValueError:
+        return False
 
 
 def resolve_model_args(
@@ -115,12 +170,21 @@ class Database:
         chunk_size: int | None = None,
     ) -> None:
         self.path = as_path(path, "path") if path is not None else default_path()
+        self._manifests: dict[str, dict[str, dict[str, ManifestTensor]]] = {}
+        self._manifest_lock = threading.Lock()
         check_settings()
+        wanted_chunk_size = schema.valid_chunk_size(chunk_size) if isinstance(chunk_size, int) else None
+        if chunk_size is not None and wanted_chunk_size is None:  # before any file is touched
+            raise MvcdbError(
+                f"chunk_size must be a whole number of bytes from 4 KiB to 512 MiB, got {chunk_size!r}"
+            )
         kind = sniff(self.path)
         if kind == "missing" and readonly:
             raise MvcdbError(f"{self.path} does not exist")
-        if not readonly and kind != "missing" and not os.access(self.path, os.W_OK):
-            readonly = True
+        #: Why writes are refused (ReadOnlyError's message), when they are.
+        self._readonly_why = f"{self.path} is open read-only; it cannot be written"
+        if not readonly and kind != "missing":
+            readonly = self._cannot_write(kind)
         if not readonly and kind == "missing":
             parent = self.path.parent.resolve()
             if not parent.is_dir():
@@ -152,10 +216,7 @@ class Database:
         except BaseException:
             self.conn.close()
             raise
-        self.chunk_size = int(chunk_size or meta.get("chunk_size") or schema.DEFAULT_CHUNK_SIZE)
-        if self.chunk_size < 4096 or self.chunk_size > 512 * 1024 * 1024:
-            self.conn.close()
-            raise MvcdbError("chunk_size must be between 4 KiB and 512 MiB")
+        self.chunk_size = wanted_chunk_size or schema.file_chunk_size(meta)
         self.store = BlobStore(self.conn, self.chunk_size)
         self._closed = False
         if not self.readonly and journal_mode() == "WAL":
@@ -164,6 +225,26 @@ class Database:
             from .remote.transfer import attach_lazy_fetcher
 
             attach_lazy_fetcher(self)
+
+    def _cannot_write(self, kind: str) -> bool:
+        """Whether an existing file must be opened read-only because it cannot be written: the
+        file is not writable for us, or its directory is not (SQLite writes through -wal/-shm or a
+        -journal it creates beside the file). Sets the reason writes will be refused with."""
+        if not os.access(self.path, os.W_OK):
+            self._readonly_why = (
+                f"{self.path} is read-only for you (no write permission); it cannot be written"
+            )
+            return True
+        directory = self.path.resolve().parent
+        if os.access(directory, os.W_OK):
+            return False
+        if kind == "empty":  # nothing to browse, and no schema can be written into it
+            raise MvcdbError(f"cannot create {self.path}: the directory is not writable")
+        self._readonly_why = (
+            f"{self.path} cannot be written (open read-only): its directory {directory} is not writable,"
+            " so SQLite cannot create the file's -wal/-shm (or -journal) beside it"
+        )
+        return True
 
     def _open_connection(self, readonly: bool) -> sqlite3.Connection:
         conn = connect(self.path, readonly=readonly)
@@ -211,7 +292,7 @@ class Database:
         if self._closed:
             raise MvcdbError("the database is closed")
         if self.readonly:
-            raise ReadOnlyError(f"{self.path} is open read-only; it cannot be written")
+            raise ReadOnlyError(self._readonly_why)
 
     # -- refs ----------------------------------------------------------------------------------
 
@@ -463,65 +544,152 @@ class Database:
 
     def get(self, ref: ParentRef) -> Version:
         """The Version a ref names."""
-        return load_versions(self.conn, [self._vid(ref)])[0]
+        vid = self._vid(ref)
+        found = load_versions(self.conn, [vid])
+        if not found:  # removed by another process between the lookup and the read
+            raise RefError(
+                f"version #{vid} ({ref if isinstance(ref, str) else ref.id!r}) is no longer in the file"
+            )
+        return found[0]
 
     def tensors(self, ref: ParentRef, kind: str = "param") -> list[TensorInfo]:
-        """Name, dtype, shape, size and content digest of each stored tensor (no bytes read)."""
+        """Name, dtype, shape, size and content digest of each stored tensor (no bytes read),
+        each row checked against the version's manifest (IntegrityError if the file is damaged)."""
         vid = self._vid(ref)
-        return tensor_infos(
-            self.conn.execute(
-                "SELECT kind, name, dtype, shape, nbytes, digest FROM tensors"
-                " WHERE vid = ? AND kind = ? ORDER BY name",
-                (vid, kind),
-            )
-        )
-
-    def _tensor_job(
-        self, vid: int, kind: str, name: str, nbytes: int, *, in_row: bool = False
-    ) -> tuple[list[int], np.ndarray]:
-        """The chunk ids of one stored tensor (none for one kept in its row) and an uninitialised
-        array to decode them into."""
-        cids: list[int] = []
-        if not in_row:
-            query = "SELECT cid FROM tensor_chunks WHERE vid = ? AND kind = ? AND name = ? ORDER BY seq"
-            cids = [r[0] for r in self.conn.execute(query, (vid, kind, name))]
-        try:  # sizes come from the file: a hostile one must not crash us or exhaust memory
-            flat = np.empty(nbytes, dtype=np.uint8)
-        except (MemoryError, ValueError):
-            raise IntegrityError(f"{kind} {name!r} claims {nbytes} bytes: too large to restore") from None
-        return cids, flat
-
-    @staticmethod
-    def _as_tensor(kind: str, name: str, flat: np.ndarray, dtype: str, shape: str) -> np.ndarray:
-        try:
-            return from_storage(flat, dtype, tuple(json.loads(shape)))
-        except (ValueError, TypeError) as exc:
-            raise IntegrityError(f"{kind} {name!r}: dtype and shape do not fit its bytes ({exc})") from None
-
-    def _read_kind(self, vid: int, kind: str, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         rows = self.conn.execute(
-            "SELECT name, dtype, shape, nbytes, digest, data FROM tensors"
+            "SELECT kind, name, dtype, shape, nbytes, digest FROM tensors"
             " WHERE vid = ? AND kind = ? ORDER BY name",
             (vid, kind),
         ).fetchall()
+        subject, expected = self._manifest_tensors(vid, kind)
+        self._check_names(subject, kind, expected, {r[1] for r in rows}, None)
+        for _, name, dtype, shape, nbytes, digest in rows:
+            t = _row_matches(subject, expected, kind, name, dtype, shape, nbytes)
+            if digest != tensor_digest(t.dtype, t.shape, t.hashes):
+                raise damaged(subject, f"{kind} {name!r}: its digest is not its manifest's")
+        return tensor_infos(rows)
+
+    def _manifest_tensors(self, vid: int, kind: str) -> tuple[str, dict[str, ManifestTensor]]:
+        """'version <short id>' and the tensors of one kind its manifest names, by name.
+
+        What every read of a version's tensors checks its rows against: the manifest is what the
+        version id hashes, so rows that disagree with it (another version's chunk, a forged dtype
+        or shape) are damage, never data. Decoded manifests are kept by id (MANIFEST_CACHE): show
+        and diff read a version's tensors one at a time.
+        """
+        row = self.conn.execute("SELECT id, manifest FROM versions WHERE vid = ?", (vid,)).fetchone()
+        if row is None:
+            raise RefError(f"version #{vid} is no longer in the file")
+        vid_hex = str(row[0])
+        subject = f"version {vid_hex[:12]}"
+        cached = self._manifests.get(vid_hex)
+        if cached is None:
+            blob = row[1] if isinstance(row[1], bytes) else b""
+            if version_id(blob) != vid_hex:
+                raise damaged(subject, "its manifest does not hash to its id")
+            try:
+                manifest = decode_manifest(blob)
+            except DecodeError as exc:
+                raise damaged(subject, f"its manifest cannot be read ({exc})") from None
+            cached = {}
+            for t in manifest.tensors:
+                cached.setdefault(t.kind, {})[t.name] = t
+            if len(blob) <= MANIFEST_CACHE_BYTES:
+                with self._manifest_lock:
+                    while len(self._manifests) >= MANIFEST_CACHE:
+                        del self._manifests[next(iter(self._manifests))]
+                    self._manifests[vid_hex] = cached
+        return subject, cached.get(kind, {})
+
+    @staticmethod
+    def _check_names(
+        subject: str,
+        kind: str,
+        expected: Mapping[str, ManifestTensor],
+        present: set[str],
+        names: Sequence[str] | None,
+    ) -> None:
+        """The rows present are the tensors the manifest names (or, with names, those named are
+        there): a missing row is damage, a name the version never had is the caller's mistake."""
+        for name in expected if names is None else names:
+            if name not in present:
+                if name in expected:
+                    raise damaged(subject, f"{kind} {name!r} named by its manifest has no row")
+                raise MvcdbError(f"no {'parameter' if kind == 'param' else 'series'} named {name!r}")
+
+    def _chunks_of(self, subject: str, vid: int, t: ManifestTensor) -> list[tuple[int, int]]:
+        """(cid, size) of each chunk of a chunked tensor, in order, checked to be the chunks its
+        manifest names (each chunk's bytes are then checked against its hash as it is read)."""
+        rows = self.conn.execute(
+            "SELECT tc.cid, c.size, c.hash FROM tensor_chunks tc LEFT JOIN chunks c ON c.cid = tc.cid"
+            " WHERE tc.vid = ? AND tc.kind = ? AND tc.name = ? ORDER BY tc.seq",
+            (vid, t.kind, t.name),
+        ).fetchall()
+        if len(rows) != len(t.hashes) or any(r[2] != h for r, h in zip(rows, t.hashes, strict=False)):
+            if any(r[2] is None for r in rows):
+                raise damaged(subject, f"{t.kind} {t.name!r}: a chunk it uses is missing")
+            raise damaged(
+                subject, f"{t.kind} {t.name!r}: its chunks' hashes are not the ones its manifest names"
+            )
+        return [(r[0], r[1]) for r in rows]
+
+    def _checked_row(self, vid: int, kind: str, name: str) -> tuple[str, ManifestTensor, bytes | None]:
+        """'version <short id>', one tensor's manifest entry (its row checked against it) and its
+        in-row bytes (None when chunked): what streaming reads (diff, norms) start from."""
+        row = self.conn.execute(
+            "SELECT dtype, shape, nbytes, data FROM tensors WHERE vid = ? AND kind = ? AND name = ?",
+            (vid, kind, name),
+        ).fetchone()
+        subject, expected = self._manifest_tensors(vid, kind)
+        self._check_names(subject, kind, expected, set() if row is None else {name}, [name])
+        return subject, _row_matches(subject, expected, kind, name, *row[:3]), row[3]
+
+    @staticmethod
+    def _empty(subject: str, t: ManifestTensor) -> np.ndarray:
+        """An uninitialised flat array of the tensor's size to decode its bytes into."""
+        try:  # sizes come from the file: a hostile one must not crash us or exhaust memory
+            return np.empty(t.nbytes, dtype=np.uint8)
+        except (MemoryError, ValueError):
+            raise IntegrityError(
+                f"{subject}: {t.kind} {t.name!r} claims {t.nbytes} bytes: too large to restore"
+            ) from None
+
+    @staticmethod
+    def _as_tensor(subject: str, t: ManifestTensor, flat: np.ndarray) -> np.ndarray:
+        try:
+            return from_storage(flat, t.dtype, t.shape)
+        except (ValueError, TypeError) as exc:
+            raise damaged(
+                subject, f"{t.kind} {t.name!r}: dtype and shape do not fit its bytes ({exc})"
+            ) from None
+
+    def _read_kind(self, vid: int, kind: str, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """The tensors of one kind of a version (or those named), each checked against the
+        version's manifest: its dtype, shape and size, and the chunks (or in-row bytes) used."""
+        rows = self.conn.execute(
+            "SELECT name, dtype, shape, nbytes, data FROM tensors WHERE vid = ? AND kind = ? ORDER BY name",
+            (vid, kind),
+        ).fetchall()
+        subject, expected = self._manifest_tensors(vid, kind)
+        self._check_names(subject, kind, expected, {r[0] for r in rows}, names)
         if names is not None:
-            known = {r[0] for r in rows}
-            unknown = [n for n in names if n not in known]
-            if unknown:
-                raise MvcdbError(f"no {'parameter' if kind == 'param' else 'series'} named {unknown[0]!r}")
-            rows = [r for r in rows if r[0] in set(names)]
-        jobs = [
-            (row, *self._tensor_job(vid, kind, row[0], row[3], in_row=row[5] is not None)) for row in rows
-        ]
-        for (name, dtype, shape, _, digest, data), _, flat in jobs:
+            wanted = set(names)
+            rows = [r for r in rows if r[0] in wanted]
+        jobs: list[tuple[ManifestTensor, np.ndarray, list[int]]] = []
+        for name, dtype, shape, nbytes, data in rows:
+            t = _row_matches(subject, expected, kind, name, dtype, shape, nbytes)
+            flat = self._empty(subject, t)
             if data is not None:  # a tiny tensor kept in its row (mvcdb/inline.py)
-                inline.read_into(f"{kind} {name!r}", dtype, shape, digest, data, flat)
+                inline.read_into(f"{subject}: {kind} {name!r}", data, t.hashes, flat)
+                jobs.append((t, flat, []))
+            else:
+                jobs.append((t, flat, [cid for cid, _ in self._chunks_of(subject, vid, t)]))
         # the chunked ones in one pipeline: all cores busy
-        self.store.read_many([(cids, flat) for row, cids, flat in jobs if row[5] is None])
-        return {
-            name: self._as_tensor(kind, name, flat, dtype, shape)
-            for (name, dtype, shape, *_), _, flat in jobs
-        }
+        try:
+            self.store.read_many([(cids, flat) for _, flat, cids in jobs if cids])
+        except IntegrityError as exc:
+            raise IntegrityError(f"{subject}: {exc}") from None
+        return {t.name: self._as_tensor(subject, t, flat) for t, flat, _ in jobs}
 
     def restore(
         self, ref: ParentRef, names: Sequence[str] | None = None, *, into: Any = None
@@ -680,7 +848,7 @@ class Database:
             query += " WHERE name = ?"
             params = (name,)
         return [
-            TagMove(name=r[0], from_id=r[1], to_id=r[2], author=r[3], at=parse_text(r[4]))
+            TagMove(name=r[0], from_id=r[1], to_id=r[2], author=r[3], at=_moved_at(r[0], r[4]))
             for r in self.conn.execute(query + " ORDER BY at, seq", params)
         ]
 

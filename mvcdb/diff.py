@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import inline
-from .blobstore import CHECK
+from .blobstore import CHECK, checked_size
 from .dtypes import numpy_dtype
 from .errors import IntegrityError
 from .models import TensorInfo
@@ -201,32 +201,25 @@ class ParamDiff:
 class ElementStream:
     """A stored tensor's elements in order, decoded one chunk at a time (memory: one chunk)."""
 
-    def __init__(self, db: Database, vid: int, kind: str, name: str, dtype: str) -> None:
+    def __init__(self, db: Database, vid: int, kind: str, name: str) -> None:
         self._db = db
-        self._dtype = dtype
-        self._itemsize = numpy_dtype(dtype).itemsize
-        self._chunks: deque[tuple[int, int]] = deque(
-            db.conn.execute(
-                "SELECT tc.cid, c.size FROM tensor_chunks tc JOIN chunks c ON c.cid = tc.cid"
-                " WHERE tc.vid = ? AND tc.kind = ? AND tc.name = ? ORDER BY tc.seq",
-                (vid, kind, name),
-            ).fetchall()
-        )
+        subject, t, data = db._checked_row(vid, kind, name)  # rows checked against the manifest
+        self._dtype = t.dtype
+        self._itemsize = numpy_dtype(t.dtype).itemsize
         self._buf = np.empty(0, dtype=np.uint8)
         self._pos = 0
-        row = db.conn.execute(
-            "SELECT shape, digest, data FROM tensors WHERE vid = ? AND kind = ? AND name = ?",
-            (vid, kind, name),
-        ).fetchone()
-        if row is not None and row[2] is not None:  # a tiny tensor kept in its row: its bytes are here
-            raw = inline.checked(f"{kind} {name!r}", dtype, row[0], row[1], row[2])
-            self._buf = np.frombuffer(raw, dtype=np.uint8)
+        self._chunks: deque[tuple[int, int]] = deque()
+        if data is not None:  # a tiny tensor kept in its row: its bytes are here
+            self._buf = np.empty(t.nbytes, dtype=np.uint8)
+            inline.read_into(f"{subject}: {kind} {name!r}", data, t.hashes, self._buf)
+        else:
+            self._chunks.extend(db._chunks_of(subject, vid, t))
 
     def _load(self) -> None:
         if not self._chunks:
             raise IntegrityError("a tensor's chunks hold fewer bytes than its manifest says")
         cid, size = self._chunks.popleft()
-        self._buf = np.empty(size, dtype=np.uint8)
+        self._buf = np.empty(checked_size(cid, size), dtype=np.uint8)  # a damaged size: refused
         self._db.store.read_into([cid], self._buf, verify=CHECK)  # as restore: checked, not re-hashed
         self._pos = 0
 
@@ -280,7 +273,7 @@ def _dot(x: np.ndarray, y: np.ndarray) -> float:
 
 def tensor_norm(db: Database, vid: int, info: TensorInfo, kind: str = "param") -> float:
     """‖t‖₂ of a stored tensor in float64, streamed chunk by chunk."""
-    stream = ElementStream(db, vid, kind, info.name, info.dtype)
+    stream = ElementStream(db, vid, kind, info.name)
     total = 0.0
     for start in range(0, info.size, STEP_ELEMENTS):
         piece = stream.take(min(STEP_ELEMENTS, info.size - start))
@@ -301,8 +294,8 @@ def tensor_stats(
     """
     da, db_ = numpy_dtype(info_a.dtype), numpy_dtype(info_b.dtype)  # bfloat16...: mvcdb/dtypes.py
     work = _compute_dtype(da, db_)
-    stream_a = ElementStream(db, vid_a, kind, info_a.name, info_a.dtype)
-    stream_b = ElementStream(db, vid_b, kind, info_b.name, info_b.dtype)
+    stream_a = ElementStream(db, vid_a, kind, info_a.name)
+    stream_b = ElementStream(db, vid_b, kind, info_b.name)
     n = info_a.size
     sq_diff = sq_a = sq_b = dot = 0.0
     max_abs = 0.0
@@ -490,12 +483,11 @@ def _summary(steps: np.ndarray, values: np.ndarray) -> SeriesSummary:
 
 
 def _series_digests(db: Database, vid: int) -> dict[str, tuple[str, str]]:
-    """name -> (digest of values, digest of its steps) for every series of a version."""
-    rows = db.conn.execute("SELECT kind, name, digest FROM tensors WHERE vid = ? AND kind != 'param'", (vid,))
-    values: dict[str, str] = {}
-    steps: dict[str, str] = {}
-    for kind, name, digest in rows:
-        (values if kind == "traj" else steps)[name] = digest
+    """name -> (digest of values, digest of its steps) for every series of a version (rows checked
+    against its manifest: equal digests let a diff skip reading the other side)."""
+    ref = db._id_of(vid)
+    values = {t.name: t.digest for t in db.tensors(ref, "traj")}
+    steps = {t.name: t.digest for t in db.tensors(ref, "traj_steps")}
     step_digest = values.pop(STEP, "")
     return {name: (d, steps.get(name, step_digest)) for name, d in values.items()}
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from .blobstore import StoredTensor, tensor_digest
 from .errors import IntegrityError
+from .models import damaged
 
 #: Tensors of at most this many bytes are stored in their row (0-byte tensors need no bytes at all).
 INLINE_TENSOR_BYTES = 128
@@ -48,12 +49,14 @@ def checked(what: str, dtype: str, shape: str, digest: str, data: bytes) -> byte
     return data
 
 
-def read_into(what: str, dtype: str, shape: str, digest: str, data: bytes, out: np.ndarray) -> None:
-    """Copy a row's checked bytes into out (flat uint8 of the tensor's size)."""
-    raw = checked(what, dtype, shape, digest, data)
-    if len(raw) != out.size:
-        raise IntegrityError(f"{what}: holds {len(raw)} bytes, not {out.size}")
-    out[:] = np.frombuffer(raw, dtype=np.uint8)
+def read_into(what: str, data: bytes, hashes: Sequence[bytes], out: np.ndarray) -> None:
+    """Copy a row's bytes into out (flat uint8 of the tensor's size), after checking that they are
+    the one chunk its manifest names (`hashes`: IntegrityError on damage or a mismatch)."""
+    if len(data) != out.size:
+        raise damaged(what, f"its row holds {len(data)} bytes, not {out.size}")
+    if len(hashes) != 1 or hashlib.sha256(data).digest() != hashes[0]:
+        raise damaged(what, "its stored bytes are not the ones its manifest names")
+    out[:] = np.frombuffer(data, dtype=np.uint8)
 
 
 def chunks_of(conn: sqlite3.Connection, vids: Iterable[int]) -> dict[bytes, tuple[bytes, str]]:

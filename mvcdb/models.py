@@ -14,10 +14,16 @@ from typing import Any, cast, overload
 
 import numpy as np
 
-from .errors import MvcdbError
+from .errors import IntegrityError, MvcdbError
 from .timeutil import parse_text
 
 SHORT_ID_LENGTH = 12
+
+
+def damaged(subject: str, what: str) -> IntegrityError:
+    """The error for stored rows that contradict what mvcdb wrote (a damaged or tampered file):
+    names the version (or row) and what is wrong, and points to `mvcdb verify` for the rest."""
+    return IntegrityError(f"{subject}: {what}; the file is damaged (run `mvcdb verify` for a full report)")
 
 
 @dataclass(frozen=True)
@@ -96,13 +102,22 @@ class _LazyField:
             text = state[self.raw]
         except KeyError:
             raise AttributeError(self.name) from None
-        value = self.parse(text)
+        try:
+            value = self.parse(text)
+        except (ValueError, TypeError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+            shown = text if not isinstance(text, str) or len(text) <= 40 else text[:40] + "..."
+            raise damaged(
+                f"version {str(state.get('id', '?'))[:SHORT_ID_LENGTH]}",
+                f"its stored {self.name} {shown!r} cannot be read ({str(exc)[:80]})",
+            ) from None
         state[self.name] = value
         return value
 
 
 def _parse_metadata(text: str) -> dict[str, Any]:
     parsed: dict[str, Any] = {} if text == "{}" else json.loads(text)
+    if not isinstance(parsed, dict):
+        raise ValueError(f"a JSON {type(parsed).__name__}, not an object")
     return parsed
 
 

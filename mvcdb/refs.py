@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .errors import MvcdbError, RefError
+from .models import damaged
 
 MIN_PREFIX = 4
 MAX_CANDIDATES = 10
@@ -85,9 +86,17 @@ def resolve_vid(conn: sqlite3.Connection, ref: object) -> int:
     base, steps = split_ref(text)
     vid = _resolve_base(conn, base, ref)
     for i in range(steps):
-        row = conn.execute("SELECT parent FROM lineage WHERE child = ? AND position = 0", (vid,)).fetchone()
+        row = conn.execute(
+            "SELECT l.parent, v.vid FROM lineage l LEFT JOIN versions v ON v.vid = l.parent"
+            " WHERE l.child = ? AND l.position = 0",
+            (vid,),
+        ).fetchone()
         if row is None:
             raise RefError(f"{ref!r}: {base}{f'~{i}' if i else ''} is a root version: it has no parent")
+        if row[1] is None:
+            raise damaged(
+                f"{ref!r}", f"{base}{f'~{i}' if i else ''} names parent row {row[0]}, which does not exist"
+            )
         vid = row[0]
     return int(vid)
 
@@ -112,8 +121,12 @@ def _resolve_base(conn: sqlite3.Connection, base: str, ref: str) -> int:
         if row is None:
             raise RefError(f"no versions of model {model!r}")
         return int(row[0])
-    row = conn.execute("SELECT vid FROM tags WHERE name = ?", (base,)).fetchone()
+    row = conn.execute(
+        "SELECT t.vid, v.vid FROM tags t LEFT JOIN versions v ON v.vid = t.vid WHERE t.name = ?", (base,)
+    ).fetchone()
     if row is not None:
+        if row[1] is None:
+            raise damaged(f"tag {base!r}", f"it points at version row {row[0]}, which does not exist")
         return int(row[0])
     lowered = base.lower()
     if HEX_RE.match(lowered):

@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # imported where used: ~70 ms that opening an up-to-date file
 
 BASELINE_VERSION = 1
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
+#: The chunk sizes a file (or a caller's chunk_size=) may use.
+MIN_CHUNK_SIZE = 4096
+MAX_CHUNK_SIZE = 512 * 1024 * 1024
 
 #: Forward migrations: (version it produces, name, step). Never edit one that has shipped.
 Migration = Callable[["sqlite_utils.Database"], None]
@@ -156,8 +159,14 @@ def user_version(conn: sqlite3.Connection) -> int:
 
 
 def check_version(conn: sqlite3.Connection) -> int:
-    """Refuse files from a newer mvcdb; return the file's schema version."""
+    """Refuse files from a newer mvcdb, and a schema version no mvcdb ever wrote (zero or
+    negative: a damaged header, which a writable open must not "migrate"); return the version."""
     version = user_version(conn)
+    if version < BASELINE_VERSION:
+        raise NotAnMvcdbFileError(
+            f"a damaged header: schema version (PRAGMA user_version) {version} is not one any mvcdb"
+            f" writes (1 to {SCHEMA_VERSION}); the file was left as it is"
+        )
     if version > SCHEMA_VERSION:
         raise SchemaVersionError(
             f"this file uses mvcdb schema version {version}, but this mvcdb ({__version__}) "
@@ -206,3 +215,21 @@ def read_older(conn: sqlite3.Connection) -> None:
 
 def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
     return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+
+
+def valid_chunk_size(value: object) -> int | None:
+    """value as a chunk size if it is a whole number of bytes mvcdb allows, else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        size = int(value) if isinstance(value, (int, str)) else None
+    except ValueError:
+        return None
+    return size if size is not None and MIN_CHUNK_SIZE <= size <= MAX_CHUNK_SIZE else None
+
+
+def file_chunk_size(meta: dict[str, str]) -> int:
+    """The chunk size new records in this file are cut to: meta.chunk_size, or the default when
+    it is missing or damaged (it only decides how new bytes are cut, so reading, `verify` and
+    writing all still work; `verify` reports the bad value)."""
+    return valid_chunk_size(meta.get("chunk_size")) or DEFAULT_CHUNK_SIZE

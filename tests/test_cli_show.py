@@ -137,3 +137,28 @@ def test_rich_output_on_a_terminal(fx: Fixture, monkeypatch: pytest.MonkeyPatch)
     result = run(fx.path, ["show", "best"], COLUMNS="200")
     assert result.exit_code == 0, result.stderr
     assert "┃" in result.stdout and "w ‖·‖" in result.stdout and "‖·‖: a tensor logged" in result.stdout
+
+
+def test_show_of_a_version_with_a_corrupt_chunk_shows_the_rest_then_fails(tmp_path: Path) -> None:
+    """One damaged tensor made `show` print nothing at all; now everything else is shown, the
+    tensor's norm says "damaged", and the one-line error and exit 1 name it."""
+    from reliability_helpers import flip_chunk_byte
+
+    path = tmp_path / "c.db"
+    with mvcdb.open(path) as db:
+        rng = np.random.default_rng(3)
+        v = db.record(
+            "net",
+            {"bad": rng.standard_normal(40_000), "good": np.ones(3)},
+            metrics={"val": 0.5},
+            message="one chunk will rot",
+        )
+    flip_chunk_byte(path, "SELECT max(cid) FROM chunks")
+    shown = run(path, ["show", v.short_id])
+    assert shown.exit_code == 1 and "one chunk will rot" in shown.stdout and "damaged" in shown.stdout
+    error = assert_error(shown, 1, "(1 tensor(s) damaged)")
+    assert "bad" in error
+    as_json = run(path, ["show", v.short_id, "--json"])
+    params = {p["name"]: p for p in json.loads(as_json.stdout)["params"]}
+    assert as_json.exit_code == 1 and params["bad"].get("damaged") is True
+    assert params["good"]["norm"] == pytest.approx(math.sqrt(3)) and "damaged" not in params["good"]

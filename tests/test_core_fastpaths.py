@@ -138,13 +138,13 @@ def test_a_version_1_file_is_migrated_on_open_and_keeps_its_data(tmp_path: Path)
     conn.commit()
     conn.close()
     with mvcdb.open(path, readonly=True) as db:  # read-only: readable as is, not migrated
-        assert np.array_equal(db.restore(v.id)["big"], np.arange(100.0))
+        assert np.array_equal(db.restore(v.id, ["big"])["big"], np.arange(100.0))
         assert db.conn.execute("PRAGMA user_version").fetchone()[0] == 1
     with mvcdb.open(path) as db:
         assert db.conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
         names = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "tensors_digest" not in names
-        assert np.array_equal(db.restore(v.id)["big"], np.arange(100.0))
+        assert np.array_equal(db.restore(v.id, ["big"])["big"], np.arange(100.0))
         w = db.record("m", {"w": np.arange(3.0)}, parent=v)  # in-row tensors work once migrated
         assert np.array_equal(db.restore(w.id)["w"], np.arange(3.0))
 

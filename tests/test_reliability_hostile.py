@@ -346,3 +346,48 @@ def test_file_without_write_permission_opens_for_browsing(locked_dir: Path) -> N
     assert digest(path) == before
     assert {p.name for p in locked_dir.iterdir()} <= {"ro.db", "ro.db-wal", "ro.db-shm"}
     assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+
+
+def test_writable_file_in_a_readonly_directory_opens_for_browsing(good_file: Path) -> None:
+    """A file we may write in a directory we may not: SQLite cannot create its -wal/-shm there, so
+    writes are ReadOnlyError saying so (not "not a readable SQLite database"), reads work."""
+    python = unprivileged_python()
+    if python is None:
+        pytest.skip("no Python interpreter with mvcdb is runnable by an unprivileged user here")
+    outside = Path(tempfile.mkdtemp(prefix="mvcdb-src-"))
+    directory = Path(tempfile.mkdtemp(prefix="mvcdb-rodir-"))
+    try:
+        outside.chmod(0o755)
+        np.savez(outside / "p.npz", w=np.ones(3))
+        other = copy(good_file, outside / "other.db")
+        path = copy(good_file, directory / "rw.db")
+        for f in (outside / "p.npz", other, path):
+            f.chmod(0o666)
+        directory.chmod(0o555)
+        before = digest(path)
+        cli = [python, "-m", "mvcdb", "--db", str(path)]
+        writes = [
+            ["tag", "production", "t2"],
+            ["rm", "net@latest"],
+            ["gc"],
+            ["merge", str(other)],
+            ["record", "net", "-p", str(outside / "p.npz")],
+        ]
+        for verb in writes:
+            result = as_unprivileged([*cli, *verb])
+            assert result.returncode == 1 and result.stderr.count("\n") == 1, (verb, result.stderr)
+            assert "directory" in result.stderr and "-wal/-shm" in result.stderr, (verb, result.stderr)
+        init = as_unprivileged([*cli, "init"])
+        assert init.returncode == 0 and "already an mvcdb database (2 versions)" in init.stdout, init.stderr
+        log = as_unprivileged([*cli, "log", "--json"])
+        assert log.returncode == 0 and len(json.loads(log.stdout)) == 2, log.stderr
+        api = as_unprivileged([python, "-c", BROWSE, str(path)])
+        assert api.returncode == 0, api.stderr
+        out = json.loads(api.stdout)
+        assert out["readonly"] is True and out["restored"] == 300_000 and "not writable" in out["write"]
+        assert digest(path) == before
+        assert {p.name for p in directory.iterdir()} == {"rw.db"}
+    finally:
+        directory.chmod(0o755)
+        shutil.rmtree(directory)
+        shutil.rmtree(outside)

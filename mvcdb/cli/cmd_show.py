@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from mvcdb.errors import IntegrityError, MvcdbError
+
 from .context import json_option, open_db, ref_argument
 from .output import (
     emit_fields,
@@ -59,19 +61,29 @@ def command(ctx: click.Context, ref: str, norm_limit: int, as_json: bool) -> Non
     version = db.get(ref)
     children = db.children(version.id)
     params = db.tensors(version.id)
-    norms = _norms(db, version.id, params, norm_limit)
+    norms, damaged = _norms(db, version.id, params, norm_limit)
     series = _series_summaries(db, version.id, norm_limit)
     if as_json:
         emit_json(
             {
                 **version.to_dict(),
                 "children": children,
-                "params": [{**p.to_dict(), "norm": norms.get(p.name)} for p in params],
+                "params": [
+                    {
+                        **p.to_dict(),
+                        "norm": norms.get(p.name),
+                        **({"damaged": True} if p.name in damaged else {}),
+                    }
+                    for p in params
+                ],
                 "trajectory": series,
             }
         )
-        return
-    _print(db, version, children, params, norms, series, norm_limit)
+    else:
+        _print(db, version, children, params, norms, series, norm_limit, damaged)
+    if damaged:  # everything else was shown; the damage is the error (exit 1)
+        first = next(iter(damaged.values()))
+        raise MvcdbError(f"{first} ({len(damaged)} tensor(s) damaged)")
 
 
 def _print(
@@ -82,6 +94,7 @@ def _print(
     norms: dict[str, float | None],
     trajectory: dict[str, Any] | None,
     norm_limit: int,
+    damaged: dict[str, str],
 ) -> None:
     emit_fields(
         [
@@ -112,12 +125,12 @@ def _print(
                     p.dtype,
                     "×".join(str(d) for d in p.shape) or "scalar",
                     format_bytes(p.nbytes),
-                    _norm_text(norms.get(p.name)),
+                    "damaged" if p.name in damaged else _norm_text(norms.get(p.name)),
                 )
                 for p in params
             ],
         )
-        skipped = [p for p in params if norms.get(p.name) is None]
+        skipped = [p for p in params if norms.get(p.name) is None and p.name not in damaged]
         if skipped:
             click.echo(
                 f"norm '-': {len(skipped)} tensor(s) over {format_bytes(norm_limit)} not read"
@@ -180,19 +193,27 @@ def l2_norm(arr: np.ndarray) -> float:
     return math.sqrt(total)
 
 
-def _norms(db: Database, vid: str, params: list[TensorInfo], limit: int) -> dict[str, float | None]:
-    """Each parameter's norm, restoring one tensor at a time; None for those over the limit."""
+def _norms(
+    db: Database, vid: str, params: list[TensorInfo], limit: int
+) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Each parameter's norm, restoring one tensor at a time; None for those over the limit. A
+    tensor whose bytes are damaged gets no norm: it is named, with why, in the second dict, and
+    the rest of the version is still shown."""
     wanted = [p for p in params if p.nbytes <= limit]
     todo = sum(p.nbytes for p in wanted)
     out: dict[str, float | None] = {p.name: None for p in params}
+    damaged: dict[str, str] = {}
     done = 0
     with progress("Computing norms") as cb:
         for p in wanted:
             cb(done, todo, p.name)
-            out[p.name] = l2_norm(db.restore(vid, [p.name])[p.name])
+            try:
+                out[p.name] = l2_norm(db.restore(vid, [p.name])[p.name])
+            except IntegrityError as exc:
+                damaged[p.name] = f"param {p.name!r}: {exc}"
             done += p.nbytes
         cb(done, todo, "")
-    return out
+    return out, damaged
 
 
 def _series_summaries(db: Database, vid: str, limit: int) -> dict[str, Any] | None:

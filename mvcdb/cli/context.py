@@ -30,16 +30,18 @@ def open_db(ctx: click.Context, *, readonly: bool = False, create: bool = False)
     Read-only verbs pass readonly=True: they never write a byte, not even to a foreign file
     (which gets a one-line error and is left as it was). The database closes with the command.
     """
+    from mvcdb.connection import sniff
     from mvcdb.database import Database
     from mvcdb.errors import MvcdbError
 
     path = db_path(ctx)
-    if not create and (not path.exists() or (path.is_file() and path.stat().st_size == 0)):
+    kind = None if create else sniff(path)  # (names a symlink loop or an unreadable path itself)
+    if kind in ("missing", "empty"):
         hint = "`mvcdb init`"
         source = ctx.find_root().get_parameter_source("db_path")
         if source is click.core.ParameterSource.COMMANDLINE:
             hint += f" (here: `mvcdb --db {path} init`)"
-        state = "is an empty file" if path.exists() else "does not exist"  # only init & co. fill one
+        state = "is an empty file" if kind == "empty" else "does not exist"  # only init & co. fill one
         raise MvcdbError(f"{path} {state}; create a database with {hint}")
     db = Database(path, readonly=readonly)
     ctx.call_on_close(db.close)
