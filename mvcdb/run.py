@@ -1,10 +1,13 @@
 """`with db.run(model) as run:` — log every iteration in memory, write once at commit.
 
-`run.log(step, **values)` only appends the step and the call's keyword dict to two lists (about a
-microsecond), under a lock so that several threads may log into one run; the first call's row, then
-every 512 rows, become columns (trajectory.LogBuffer: that is where steps and series names are
-checked, once per block and once per name), and `run.commit(...)` stores the arrays in the same
-atomic version write as the parameters. An exception inside the block discards everything; leaving
+`run.log(step, **values)` only appends the pair (step, the call's keyword dict) to a list (about a
+microsecond); the first call's row, then every 512 rows, become columns (trajectory.LogBuffer: that
+is where steps and series names are checked, once per block and once per name), and
+`run.commit(...)` stores the arrays in the same atomic version write as the parameters. Several
+threads may log into one run without a lock on that path: one list.append is atomic, so a step never
+parts from its values, and the list is never replaced while the run is open (blocks are cut off
+its front under a lock), so no append lands in a list already converted; a commit holds them back.
+An exception inside the block discards everything; leaving
 the block normally without calling commit() commits what was logged (retraining is expensive:
 nothing is thrown away).
 """
@@ -29,17 +32,33 @@ if TYPE_CHECKING:
     from .models import Version
 
 
-class _Ended(list[int]):
-    """The step list of a committed or discarded run: its append (the first thing log() does)
-    raises, so a late log() is refused without a check in every call (a plain list's append
-    stays the specialised fast one)."""
+#: One log() call: its step and its keyword dict, appended together.
+Row = tuple[Any, dict[str, Any]]
+
+
+class _Ended(list[Row]):
+    """The row list of a committed or discarded run: its append raises, so a late log() is refused
+    without a check in every call (a plain list's append stays the specialised fast one)."""
 
     def __init__(self, message: str) -> None:
         super().__init__()
         self.message = message
 
-    def append(self, step: int, /) -> None:
+    def append(self, row: Row, /) -> None:
         raise MvcdbError(self.message)
+
+
+class _Waiting(list[Row]):
+    """The row list while a commit runs: an append waits for the commit to end, then goes to the
+    run's list as it is then (or raises: the run has ended with that commit)."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__()
+        self.run = run
+
+    def append(self, row: Row, /) -> None:
+        with self.run._lock:
+            self.run._rows.append(row)
 
 
 def _mutable(value: Any) -> bool:
@@ -82,11 +101,12 @@ class Run:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.message = message
         self.tags = tuple(tag_list(tags))
-        #: held while a call changes what was logged: log() may be called from several threads
+        #: held while blocks are cut off _rows, names are first seen, or the run commits or ends
+        #: (log() itself takes it only then: several threads may log at once)
         self._lock = threading.Lock()
-        #: rows logged since the last block went to _log: each step, and each call's values dict
-        self._steps: list[int] = []
-        self._rows: list[dict[str, Any]] = []
+        #: rows logged since the last block went to _log, as (step, values dict) pairs; the same
+        #: list object until the run ends
+        self._rows: list[Row] = []
         #: rows buffered before the next conversion: 1 at first, so the names of the first call
         #: are checked by that very call (what a loop logs at every step), then BLOCK_ROWS
         self._block = 1
@@ -97,11 +117,12 @@ class Run:
         #: what a later block's conversion (or commit's) refused and left out, raised by commit()
         self._refused: list[MvcdbError] = []
         #: whether log() copies the arrays and tensors it is given: from the first call that logs
-        #: one (see _first_logged)
+        #: one (see _unseen)
         self._copies = False
-        #: the names logged so far, while _copies is off: a call that logs only these skips the
-        #: look at its values (one C-level set check), so a run of plain numbers looks at each
-        #: name once and an array logged under a new name is copied from its very first row
+        #: the names logged so far, while _copies is off (then empty: every call takes _unseen): a
+        #: call that logs only these skips the look at its values (one C-level set check), so a
+        #: run of plain numbers looks at each name once and an array logged under a new name is
+        #: copied from its very first row
         self._names: frozenset[str] = frozenset()
 
     def log(self, step: int, /, **values: Any) -> None:
@@ -113,41 +134,65 @@ class Run:
         training: that row or series is left out, everything else is kept, and commit() raises
         the error once (commit again to store the rest). Safe to call from several threads.
         """
-        lock = self._lock
-        lock.acquire()  # acquire/release in a try/finally: half the cost of a with statement
-        try:
-            if self._copies:  # this run logs arrays or tensors: copy them now (see _freeze)
-                _freeze(values)
-            elif not self._names.issuperset(values):  # a name not logged before
-                self._first_logged(values)
-            self._steps.append(step)  # raises once the run has ended (_Ended)
-            rows = self._rows
-            rows.append(values)  # the call's own fresh dict: kept as it is until its block is full
-            if len(rows) >= self._block:
-                self._flush()
-        finally:
-            lock.release()
+        if not self._names.issuperset(values):  # a name not logged before, or a run of arrays
+            self._unseen(values)
+        rows = self._rows
+        row = (step, values)  # the call's own fresh dict: kept as it is until its block is full
+        rows.append(row)  # one append, atomic: raises once the run has ended (_Ended)
+        if rows is not self._rows:  # committed or discarded by another thread meanwhile
+            self._late(rows, row)
+        elif len(rows) >= self._block:
+            self._flush()
 
-    def _first_logged(self, values: dict[str, Any]) -> None:
-        """A call that logs a name for the first time (the caller holds _lock): if it logs an
-        array or tensor, copying starts with this very call; otherwise its names are noted. (A
-        name first logged as a number, later as a 0-d array or tensor, is not looked at again: an
-        array of any other shape there makes the series ragged, refused at commit.)"""
-        if any(map(_mutable, values.values())):
-            self._copies = True
+    def _unseen(self, values: dict[str, Any]) -> None:
+        """A call that logs a name for the first time, or any call once the run copies: if it
+        logs an array or tensor, copying starts with this very call (see _freeze); otherwise its
+        names are noted. (A name first logged as a number, later as a 0-d array or tensor, is not
+        looked at again: an array of any other shape there makes the series ragged, refused at
+        commit.)"""
+        if self._copies:
             _freeze(values)
-        else:
-            self._names = self._names.union(values)
+            return
+        with self._lock:
+            if any(map(_mutable, values.values())):
+                self._copies = True
+                self._names = frozenset()  # from now on every call comes here, to be copied
+                _freeze(values)
+            else:
+                self._names = self._names.union(values)
+
+    def _late(self, rows: list[Row], row: Row) -> None:
+        """A log() that appended to a row list another thread's commit (or discard) had already
+        taken over: once that is over, a row it did not store is taken out again, and the call
+        raises if the run has ended, or requeues the row if the commit failed (run still open)."""
+        with self._lock:
+            for i, kept in enumerate(rows):
+                if kept is row:
+                    del rows[i]
+                    if self._ended is not None:
+                        raise MvcdbError(self._ended)
+                    self._rows.append(row)
+                    return
 
     def _flush(self) -> None:
+        with self._lock:
+            self._flush_locked(self._rows)
+
+    def _flush_locked(self, pending: list[Row]) -> None:
         """Hand the buffered rows to the columnar buffer (one array per scalar series); the
-        caller holds _lock.
+        caller holds _lock. The rows are cut off the front of the list, which stays the same
+        object: a row another thread appends meanwhile lands behind them, for the next block.
 
         A step, series name or (first call only: later ones wait for commit) series value that
         LogBuffer refuses (it keeps everything else): MvcdbError from the first call's block; from
         a later block it waits in _refused for commit()."""
-        steps, rows = self._steps, self._rows
-        self._steps, self._rows = [], []
+        count = len(pending)
+        if not count:
+            return  # another thread's flush took them
+        block = pending[:count]
+        del pending[:count]
+        steps = [step for step, _ in block]
+        rows = [values for _, values in block]
         first, self._block = self._block == 1, BLOCK_ROWS
         try:
             self._log.add_block(steps, rows)
@@ -180,10 +225,20 @@ class Run:
         store the rest. A log() from another thread meanwhile waits, then raises.
         """
         with self._lock:
-            return self._commit(params, model, metrics, metadata, message, tags)
+            if self._ended is not None:
+                raise MvcdbError(self._ended)
+            # log() calls from here on wait for the commit (_Waiting); one that appended to the
+            # list before this switch, but after the flush below, finds that out itself (_late)
+            pending, self._rows = self._rows, _Waiting(self)
+            try:
+                return self._commit(pending, params, model, metrics, metadata, message, tags)
+            finally:
+                if self._ended is None:  # the commit failed: the run goes on with its rows
+                    self._rows = pending
 
     def _commit(
         self,
+        pending: list[Row],
         params: Mapping[str, Any] | None,
         model: Any,
         metrics: Mapping[str, Any] | None,
@@ -191,8 +246,6 @@ class Run:
         message: str | None,
         tags: Iterable[str],
     ) -> Version:
-        if self._ended is not None:
-            raise MvcdbError(self._ended)
         if model is not None:
             if params is not None:
                 raise MvcdbError("pass either params= or model=<framework object>, not both")
@@ -200,7 +253,7 @@ class Run:
 
             params = params_from_object(model)
         tag_names = tag_list(tags)
-        self._flush()
+        self._flush_locked(pending)
         trajectory: dict[str, np.ndarray] | None = None
         own_steps: dict[str, np.ndarray] = {}
         try:
@@ -238,7 +291,7 @@ class Run:
         """No more logging or committing: log() and commit() raise MvcdbError(why) from now on
         (the caller holds _lock)."""
         self._ended = why
-        self._steps, self._rows = _Ended(why), []
+        self._rows = _Ended(why)
 
     def __enter__(self) -> Run:
         return self
