@@ -69,11 +69,12 @@ BLOB_WRITE_BYTES = 64 * 1024
 _BLOB_WRITES = hasattr(sqlite3.Connection, "blobopen")
 _INSERT = (
     "INSERT OR IGNORE INTO chunks (hash, size, codec, itemsize, stride, base, depth, data)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (:hash, :size, :codec, :itemsize, :stride, :base, :depth, {data})"
 )
-_INSERT_ZEROBLOB = (
-    "INSERT OR IGNORE INTO chunks (hash, size, codec, itemsize, stride, base, depth, data)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, zeroblob(?))"
+#: A lazy clone's stub of the same chunk (not fetched yet) gets the bytes in place (its cid stays).
+_FILL_STUB = (
+    "UPDATE chunks SET codec = :codec, itemsize = :itemsize, stride = :stride, base = :base,"
+    f" depth = :depth, data = {{data}} WHERE hash = :hash AND codec = {chunkcodec.STUB} RETURNING cid"
 )
 #: Chunks smaller than this are decoded on the calling thread when read.
 INLINE_DECODE = 64 * 1024
@@ -409,51 +410,28 @@ class BlobStore:
         with write_transaction(self.conn):
             for n, enc, depth, base_cid in results:
                 through_blob = _BLOB_WRITES and len(enc.payload) >= BLOB_WRITE_BYTES
-                cur = self.conn.execute(
-                    _INSERT_ZEROBLOB if through_blob else _INSERT,
-                    (
-                        n.digest,
-                        n.size,
-                        enc.codec,
-                        enc.itemsize,
-                        enc.stride,
-                        base_cid,
-                        depth,
-                        len(enc.payload) if through_blob else enc.payload,
-                    ),
-                )
-                cid = (
-                    cur.lastrowid
-                    if cur.rowcount == 1
-                    else self._fill_stub(n, enc, depth, base_cid, through_blob)
-                )
+                data = "zeroblob(:data)" if through_blob else ":data"
+                row = {
+                    "hash": n.digest,
+                    "size": n.size,
+                    "codec": enc.codec,
+                    "itemsize": enc.itemsize,
+                    "stride": enc.stride,
+                    "base": base_cid,
+                    "depth": depth,
+                    "data": len(enc.payload) if through_blob else enc.payload,
+                }
+                cur = self.conn.execute(_INSERT.format(data=data), row)
+                cid = cur.lastrowid if cur.rowcount == 1 else None
+                if cid is None:  # here already: as a real chunk, or as a stub to fill in
+                    filled = self.conn.execute(_FILL_STUB.format(data=data), row).fetchone()
+                    cid = None if filled is None else int(filled[0])
                 if cid is not None:
                     if through_blob:
                         with self.conn.blobopen("chunks", "data", cid) as blob:
                             blob.write(enc.payload)
                     written[n.digest] = cid
         return written
-
-    def _fill_stub(
-        self, n: _NewChunk, enc: chunkcodec.Encoded, depth: int, base_cid: int | None, through_blob: bool
-    ) -> int | None:
-        """A chunk already here only as a lazy clone's stub (not fetched yet) gets these bytes, in
-        place (its cid stays); None if the row that is here is a real chunk."""
-        row = self.conn.execute(
-            f"UPDATE chunks SET codec = ?, itemsize = ?, stride = ?, base = ?, depth = ?,"
-            f" data = {'zeroblob(?)' if through_blob else '?'} WHERE hash = ? AND codec = {chunkcodec.STUB}"
-            " RETURNING cid",
-            (
-                enc.codec,
-                enc.itemsize,
-                enc.stride,
-                base_cid,
-                depth,
-                len(enc.payload) if through_blob else enc.payload,
-                n.digest,
-            ),
-        ).fetchone()
-        return None if row is None else int(row[0])
 
     def _lookup(self, hashes: Sequence[bytes], *, stubs: bool = True) -> dict[bytes, int]:
         """hash -> cid of the chunks here; stubs=False leaves out a lazy clone's unfetched ones."""

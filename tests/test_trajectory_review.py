@@ -6,6 +6,7 @@ anything else, tags and message are checked when the run starts, and a committed
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -248,17 +249,28 @@ def test_arrays_updated_in_place_after_log_keep_their_logged_values(db: mvcdb.Da
     assert db.trajectory(run.version)["w"].tolist() == [[float(s)] * 3 for s in range(5)]
 
 
-def test_torch_parameters_updated_in_place_keep_their_logged_values(db: mvcdb.Database) -> None:
+def _layer_descending_by_one() -> tuple[Any, Callable[[], None]]:
+    """A torch Linear(2, 1) at zero, and a training step that subtracts 1 from each weight in
+    place (d/dw = 1, SGD with lr 1): what an optimizer does to a logged parameter."""
     torch = pytest.importorskip("torch")
     layer = torch.nn.Linear(2, 1, bias=False)
     torch.nn.init.zeros_(layer.weight)
     optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+
+    def train_step() -> None:
+        optimizer.zero_grad()
+        layer(torch.ones(1, 2)).sum().backward()
+        optimizer.step()
+
+    return layer, train_step
+
+
+def test_torch_parameters_updated_in_place_keep_their_logged_values(db: mvcdb.Database) -> None:
+    layer, train_step = _layer_descending_by_one()
     with db.run("m") as run:
         for step in range(4):
             run.log(step, weight=layer.weight)
-            optimizer.zero_grad()
-            layer(torch.ones(1, 2)).sum().backward()  # d/dw = 1: each step subtracts 1
-            optimizer.step()
+            train_step()
     logged = db.trajectory(run.version)["weight"]
     assert logged.reshape(4, 2).tolist() == [[-float(s)] * 2 for s in range(4)]
 
@@ -293,16 +305,11 @@ def test_an_array_series_that_starts_late_keeps_every_logged_state(db: mvcdb.Dat
 def test_a_torch_parameter_that_starts_late_keeps_every_logged_state(
     db: mvcdb.Database, tiny_blocks: int, first: int
 ) -> None:
-    torch = pytest.importorskip("torch")
-    layer = torch.nn.Linear(2, 1, bias=False)
-    torch.nn.init.zeros_(layer.weight)
-    optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+    layer, train_step = _layer_descending_by_one()
     with db.run("m") as run:
         for step in range(12):
             run.log(step, loss=float(step), **({"weight": layer.weight} if step >= first else {}))
-            optimizer.zero_grad()
-            layer(torch.ones(1, 2)).sum().backward()  # d/dw = 1: each step subtracts 1 in place
-            optimizer.step()
+            train_step()
     steps, logged = db.series(run.version, "weight")
     assert steps.tolist() == list(range(first, 12))
     assert logged.reshape(-1, 2).tolist() == [[-float(s)] * 2 for s in steps]
