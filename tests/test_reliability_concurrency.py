@@ -146,6 +146,7 @@ def kill_at_random(path: Path, rounds: int, seed: int) -> int:
     return len(committed)
 
 
+@pytest.mark.slow
 def test_killed_writer_leaves_a_consistent_file(tmp_path: Path) -> None:
     kill_at_random(tmp_path / "killed.db", rounds=2, seed=7)
 

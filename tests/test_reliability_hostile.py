@@ -348,6 +348,7 @@ def test_file_without_write_permission_opens_for_browsing(locked_dir: Path) -> N
     assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
 
 
+@pytest.mark.slow
 def test_writable_file_in_a_readonly_directory_opens_for_browsing(good_file: Path) -> None:
     """A file we may write in a directory we may not: SQLite cannot create its -wal/-shm there, so
     writes are ReadOnlyError saying so (not "not a readable SQLite database"), reads work."""

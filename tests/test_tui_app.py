@@ -188,6 +188,7 @@ async def test_mark_two_and_diff(fx: tuple[Path, dict[str, str]]) -> None:
         await wait_for(pilot, lambda: not isinstance(app.screen, DiffScreen))
 
 
+@pytest.mark.slow
 @synchronous
 async def test_tag_moves_production_only_after_confirmation(fx: tuple[Path, dict[str, str]]) -> None:
     path, ids = fx
@@ -227,6 +228,7 @@ async def test_tag_moves_production_only_after_confirmation(fx: tuple[Path, dict
             assert db.tags()["staging"] == ids["v4"]
 
 
+@pytest.mark.slow
 @synchronous
 async def test_export_npz_and_safetensors_never_overwrites_silently(
     fx: tuple[Path, dict[str, str]], tmp_path: Path

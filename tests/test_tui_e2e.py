@@ -65,6 +65,7 @@ def tmux() -> Iterator[Tmux]:
         session.run("kill-server")
 
 
+@pytest.mark.slow
 def test_tui_in_tmux_filter_mark_diff_and_quit(tmux: Tmux, tmp_path: Path) -> None:
     path = tmp_path / "fixture.db"
     ids = build_fixture(path)
