@@ -110,6 +110,10 @@ def _parse_condition(cond: str) -> tuple[str, list[Any]] | _Metric:
             f"cannot read condition {cond!r}: expected FIELD OP VALUE, e.g. metrics.val_loss < 0.2"
         )
     field, op, raw = match.group("field"), match.group("op"), match.group("value")
+    if not raw.strip() or raw[0] in "=<>!~" or field.endswith("."):  # `model <> m`, `metrics. < 1`
+        raise MvcdbError(
+            f"cannot read condition {cond!r}: expected FIELD OP VALUE, e.g. metrics.val_loss < 0.2"
+        )
     value = _value(raw)
     if field.startswith("metadata."):
         lhs, params = "json_extract(v.metadata, ?)", [_json_path(field[len("metadata.") :])]
@@ -166,6 +170,8 @@ def order_sql(order_by: str | None) -> tuple[str, list[Any], str, list[Any]]:
         return "", [], f"{field} IS NULL, {field} {direction}, v.created_at DESC", [path, path]
     if key in _COLUMNS:
         return "", [], f"v.{key} {direction}, v.vid {direction}", []
+    if re.fullmatch(r"[A-Za-z_][\w.\-/:+]*", key) and not key.endswith("."):  # a bare metric name,
+        return order_sql(f"{'-' if descending else ''}metrics.{key}")  # as in a condition
     raise MvcdbError(
         f"cannot order by {order_by!r}: use created_at, model, author, metrics.NAME or metadata.PATH"
     )
@@ -227,6 +233,16 @@ def select_vids(
     key = (order_by or "-created_at").strip()
     descending = key.startswith("-")
     key = key.lstrip("-+").strip()
+    if key not in _COLUMNS and not key.startswith(("metrics.", "metadata.")):
+        order_sql(order_by)  # refuses what is no name at all
+        # a bare name orders by that metric, as in a condition; one no version has is a typo
+        # (`crated_at`), not an order
+        if conn.execute("SELECT 1 FROM metrics WHERE name = ? LIMIT 1", (key,)).fetchone() is None:
+            raise MvcdbError(
+                f"cannot order by {order_by!r}: no version has a metric of that name (use created_at,"
+                " model, author, metrics.NAME or metadata.PATH)"
+            )
+        order_by, key = f"{'-' if descending else ''}metrics.{key}", f"metrics.{key}"
     if limit is not None and (key == "created_at" or key.startswith("metrics.")):
         ordered_by = key[len("metrics.") :] if key.startswith("metrics.") else None
         checks = [m.probe_sql() for m in metrics if m.name != ordered_by]

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import MvcdbError
 
@@ -31,10 +34,13 @@ def fingerprint(data: Any) -> dict[str, Any]:
         MvcdbError: a path that does not exist or cannot be read, or a value of another kind.
     """
     if isinstance(data, (str, os.PathLike)):
-        return _path(Path(data), str(data))
+        given = os.fspath(data)
+        if not str(given).strip():
+            raise MvcdbError("a dataset path is empty")  # (Path("") would be the current directory)
+        return _path(Path(given), str(given))
     if isinstance(data, Mapping):
         items = {_key(k): fingerprint(v) for k, v in data.items()}
-        digest = hashlib.sha256()
+        digest = hashlib.sha256(b"mapping\n")  # (kinds apart: an empty mapping is no empty file)
         for name in sorted(items):
             digest.update(f"{name}\0{items[name]['sha256']}\n".encode())
         total = sum(int(item["bytes"]) for item in items.values())
@@ -55,7 +61,11 @@ def _array(value: Any) -> dict[str, Any]:
 
     if isinstance(value, (bytes, bytearray, memoryview)):
         raise MvcdbError("a dataset is a path, an array or a mapping of them, not raw bytes")
-    arr = to_storage(as_array("dataset", value, "dataset"))
+    if not isinstance(value, (np.ndarray, np.generic, int, float, complex)) and not hasattr(
+        value, "__array__"
+    ):
+        raise MvcdbError(f"a dataset is a path, an array or a mapping of them, got {type(value).__name__}")
+    arr = to_storage(as_array("data", value, "dataset"))
     dtype, shape = name_of(arr.dtype), [int(n) for n in arr.shape]
     digest = hashlib.sha256(f"{dtype}\0{shape}\n".encode())
     digest.update(arr.reshape(-1).view("uint8").data if arr.size else b"")
@@ -69,13 +79,18 @@ def _array(value: Any) -> dict[str, Any]:
 
 
 def _path(path: Path, given: str) -> dict[str, Any]:
-    """A file's SHA-256, or a directory's over its files' relative paths, sizes and SHA-256s."""
+    """A file's SHA-256 (what `sha256sum` prints), or a directory's over its files' relative
+    paths, sizes and SHA-256s. Anything else (a FIFO or device, whose reading may never end) is
+    refused."""
     try:
-        if path.is_dir():
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
             return _directory(path, given)
-        if not path.exists():
-            raise MvcdbError(f"no file or directory {given}")
+        if not stat.S_ISREG(mode):
+            raise MvcdbError(f"{given} is neither a regular file nor a directory")
         size, sha = _file(path)
+    except FileNotFoundError:
+        raise MvcdbError(f"no file or directory {given}") from None
     except OSError as exc:
         raise MvcdbError(f"cannot read {given}: {exc.strerror or exc}") from None
     return {"kind": "file", "path": given, "bytes": size, "sha256": sha}
@@ -83,7 +98,7 @@ def _path(path: Path, given: str) -> dict[str, Any]:
 
 def _directory(root: Path, given: str) -> dict[str, Any]:
     """Every regular file under root (symlinked directories are not followed), in a fixed order."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(b"directory\n")  # (kinds apart: an empty directory is no empty file)
     files = total = 0
     for here, dirs, names in os.walk(root, onerror=_raise):
         dirs.sort()

@@ -51,7 +51,8 @@ class Version:
         if self.tags:
             parts.append(f"[{', '.join(self.tags)}]")
         if self.message:
-            parts.append(repr(self.message.splitlines()[0] if self.message.strip() else self.message))
+            lines = self.message.splitlines() or [self.message]
+            parts.append(repr(lines[0]) + (" …" if len(lines) > 1 else ""))
         return " ".join(parts)
 
     @property

@@ -8,8 +8,10 @@ import re
 
 from .errors import MvcdbError
 
-#: ASCII control characters, tab and newline included.
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
+#: Control characters: ASCII's (tab and newline included), C1's (\x9b starts a terminal escape as
+#: ESC [ does), and Unicode's bidirectional overrides and isolates, which make text display in
+#: another order than it is stored (a name that reads as another).
+CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]+")
 #: Lone UTF-16 surrogates: what Python decodes undecodable bytes to (surrogateescape).
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 

@@ -154,5 +154,17 @@ def test_print_of_a_version_is_one_line(tmp_path: Path) -> None:
             text = str(shown)
             assert "\n" not in text and v.id not in text
             assert text.startswith(f"{v.short_id} linreg ")
-            assert text.endswith("val_mse=0.234568 [production] 'first fit'")
+            assert text.endswith("val_mse=0.234568 [production] 'first fit' …")
         assert repr(v).startswith("Version(id=")  # repr keeps everything
+
+
+def test_bidirectional_overrides_are_refused_in_names_and_flattened_in_tables(db: mvcdb.Database) -> None:
+    """U+202E made a name display as another (and `mvcdb log` printed it raw)."""
+    from mvcdb.cli.output import table_cell
+
+    v = db.record("m", {"a": 1.0}, message="abc\u202edef")
+    with pytest.raises(mvcdb.MvcdbError, match="tensor name 'w\\\\u202e' contains control characters"):
+        db.record("m", {"w\u202e": 1.0})
+    with pytest.raises(mvcdb.MvcdbError, match="control characters"):
+        db.record("m", {"a": 1.0}, metrics={"x\u202e": 1.0})
+    assert table_cell(v.message) == "abc def" and table_cell("x\x9b31my") == "x 31my"

@@ -91,7 +91,8 @@ def test_bad_filters_are_one_line_errors(fx: Fixture) -> None:
     names no metric any version has is an error about the data (1)."""
     assert_error(run(fx.path, ["log", "--where", "this is not a condition"]), 2, "--where", "condition")
     assert_error(run(fx.path, ["log", "--where", "metrics.val_mse < abc"]), 2, "--where", "number")
-    assert_error(run(fx.path, ["log", "--order-by", "colour"]), 2, "--order-by", "order by")
+    assert_error(run(fx.path, ["log", "--order-by", "two words"]), 2, "--order-by", "order by")
+    assert_error(run(fx.path, ["log", "--order-by", "colour"]), 1, "no version has a metric of that name")
     assert_error(run(fx.path, ["log", "--since", "last tuesday"]), 2, "--since", "not a date")
     assert_error(run(fx.path, ["log", "--where", "hyper.lr > 0"]), 1, "metadata.hyper.lr")
     assert_error(run(fx.path, ["show", f"{fx.v1[:12]}~1"]), 1, f"{fx.v1[:12]} is a root version")

@@ -71,10 +71,10 @@ def test_a_mapping_combines_its_items_whatever_their_order(tmp_path: Path) -> No
     ("value", "message"),
     [
         ("/no/such/file.csv", "no file or directory /no/such/file.csv"),
-        (np.array(["a", "b"]), "dataset 'dataset' has dtype"),
+        (np.array(["a", "b"]), "dataset 'data' has dtype"),
         (b"raw", "not raw bytes"),
         ({1: np.zeros(2)}, "names of a dataset mapping must be strings"),
-        (object(), "must be a numpy array or a number"),
+        (object(), "a dataset is a path, an array or a mapping of them, got object"),
     ],
 )
 def test_what_cannot_be_fingerprinted_is_a_clear_error(value: object, message: str) -> None:
@@ -106,3 +106,42 @@ def test_record_dataset_on_the_command_line_then_find_and_diff_by_it(tmp_path: P
         assert "datasets.train.sha256" in str(opened.diff(v1, v2))
     assert_error(run(db, ["record", "m", "-p", str(params), "--dataset", "train=/nope.csv"]), 1, "/nope.csv")
     assert_error(run(db, ["record", "m", "-p", str(params), "--dataset", "train"]), 2, "--dataset")
+
+
+def test_what_is_no_file_or_directory_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """A FIFO (or a device) was read until it ended, i.e. forever; an empty path hashed the
+    current directory; an empty file, directory and mapping shared one hash."""
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(mvcdb.MvcdbError, match="neither a regular file nor a directory"):
+        mvcdb.fingerprint(fifo)
+    for empty in ("", "  "):
+        with pytest.raises(mvcdb.MvcdbError, match="dataset path is empty"):
+            mvcdb.fingerprint(empty)
+    loop = tmp_path / "loop"
+    os.symlink(loop.name, loop)
+    with pytest.raises(mvcdb.MvcdbError, match=f"cannot read {loop}: Too many levels"):
+        mvcdb.fingerprint(loop)
+    (tmp_path / "empty.txt").touch()
+    (tmp_path / "empty_dir").mkdir()
+    hashes = {
+        mvcdb.fingerprint(tmp_path / "empty.txt")["sha256"],
+        mvcdb.fingerprint(tmp_path / "empty_dir")["sha256"],
+    }
+    hashes.add(mvcdb.fingerprint({})["sha256"])
+    assert len(hashes) == 3
+    with pytest.raises(mvcdb.MvcdbError, match="got NoneType"):
+        mvcdb.fingerprint(None)
+
+
+def test_record_dataset_refuses_what_a_filter_could_not_find(tmp_path: Path) -> None:
+    db, params = tmp_path / "d.db", tmp_path / "p.npz"
+    np.savez(params, w=np.ones(3))
+    (tmp_path / "t.csv").write_text("x\n")
+    base = ["record", "m", "-p", str(params)]
+    assert_error(run(db, [*base, "--dataset", f"a.b={tmp_path / 't.csv'}"]), 2, "contains '.'")
+    assert_error(run(db, [*base, "--dataset", "train="]), 2, "empty path")
+    both = [*base, "--dataset", f"train={tmp_path / 't.csv'}", "--meta", "datasets.train=1"]
+    assert_error(run(db, both), 2, "datasets.train is given by both")

@@ -479,4 +479,10 @@ def test_filter_fields_as_a_user_writes_them(tmp_path: Path) -> None:
             with pytest.raises(mvcdb.MvcdbError, match=r"write metadata\.PATH"):
                 ids(where=typo)
         assert ids(where="val.loss < 1") == [c.id]  # a dotted metric that exists still works
+        for nonsense in ("model <> m", "metrics. < 1", "message = "):  # matched nothing, silently
+            with pytest.raises(mvcdb.MvcdbError, match="cannot read condition"):
+                ids(where=nonsense)
+        assert ids(order_by="val.loss") == [c.id, b.id, a.id]  # a bare metric name, as in a condition
+        with pytest.raises(mvcdb.MvcdbError, match="no version has a metric of that name"):
+            ids(order_by="crated_at")
         assert ids(where="metrics.no.such < 1") == []  # written as a metric: simply no match

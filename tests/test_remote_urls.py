@@ -26,6 +26,8 @@ from mvcdb.remote import urls
         ("postgresql://u:pw@h1:5432,h2:5433/m", "postgresql://u@h1:5432,h2:5433/m"),
         ("postgresql://u@h/m?password=pw&application_name=x", "postgresql://u@h/m?application_name=x"),
         ("postgresql:///models?service=team", "postgresql:///models?service=team"),
+        # the passphrase of the client certificate's key is a credential too
+        ("postgresql://u@h/m?sslpassword=pw&sslmode=verify-full", "postgresql://u@h/m?sslmode=verify-full"),
     ],
 )
 def test_passwords_are_stripped(given: str, stored: str) -> None:

@@ -23,13 +23,14 @@ def command(ctx: click.Context, refs: tuple[str, ...], as_json: bool) -> None:
       mvcdb fetch                  # everything, before going offline
       mvcdb fetch production       # just what `restore production` needs
 
-    --json prints {"remote", "chunks", "bytes"} (what was fetched).
+    --json prints {"remote", "chunks", "bytes"} (what was fetched; remote null when the file is
+    no lazy clone).
     """
     db = open_db(ctx)
     with progress("Fetching") as cb:
         report = db.fetch(list(refs) or None, progress=cb)
     if as_json:
-        emit_json({"remote": report.remote, "chunks": report.chunks, "bytes": report.bytes})
+        emit_json({"remote": report.remote or None, "chunks": report.chunks, "bytes": report.bytes})
     elif report.chunks:
         click.echo(f"Fetched {report.chunks} chunks ({format_bytes(report.bytes)}) from {report.remote}.")
     else:

@@ -89,6 +89,10 @@ def fingerprints(pairs: tuple[str, ...]) -> dict[str, Any]:
         name, path = split_pair(text, "--dataset")
         if name in out:
             raise click.BadParameter(f"dataset {name!r} is given twice", param_hint="--dataset")
+        if "." in name:  # filters read a dot as nesting: metadata.datasets.a.b would not find it
+            raise click.BadParameter(f"dataset name {name!r} contains '.'", param_hint="--dataset")
+        if not path.strip():
+            raise click.BadParameter(f"dataset {name!r} has an empty path", param_hint="--dataset")
         out[name] = fingerprint(path)
     return out
 
@@ -248,7 +252,12 @@ def command(
         given = metadata.get("datasets", {})
         if not isinstance(given, dict):
             raise click.BadParameter("--meta datasets=... is a value, so --dataset cannot add to it")
-        metadata = {**metadata, "datasets": {**given, **fingerprints(datasets)}}
+        found = fingerprints(datasets)
+        for name in sorted(given.keys() & found.keys()):
+            raise click.BadParameter(
+                f"datasets.{name} is given by both --meta and --dataset", param_hint="--dataset"
+            )
+        metadata = {**metadata, "datasets": {**given, **found}}
     created = not db_path(ctx).exists()
     db = open_db(ctx, create=True)
     if created:

@@ -71,8 +71,13 @@ def check_url(url: str) -> str:
     return url.strip()
 
 
+#: libpq URL parameters that hold a secret: never stored, never shown.
+SECRET_PARAMS = frozenset({"password", "sslpassword"})
+
+
 def strip_password(url: str) -> str:
-    """The URL without any password (in the user-info part or as a `password=` parameter)."""
+    """The URL without any password (in the user-info part, or as a `password=` or `sslpassword=`
+    parameter: the key of a client certificate is a credential too)."""
     parts = urlsplit(url)
     userinfo, at, hostport = parts.netloc.rpartition("@")
     if at:
@@ -80,7 +85,9 @@ def strip_password(url: str) -> str:
         netloc = f"{user}@{hostport}" if user else hostport
     else:
         netloc = parts.netloc
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() != "password"]
+    query = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in SECRET_PARAMS
+    ]
     return _unsplit(parts.scheme, netloc, parts.path, urlencode(query, quote_via=quote))
 
 
@@ -99,7 +106,7 @@ def redact(url: str) -> str:
         return "<unparsable URL>"
     userinfo, at, hostport = parts.netloc.rpartition("@")
     query = parse_qsl(parts.query, keep_blank_values=True)
-    has_password = any(k.lower() == "password" for k, _ in query)
+    has_password = any(k.lower() in SECRET_PARAMS for k, _ in query)
     if not (at and ":" in userinfo) and not has_password:
         return url
     netloc = f"{userinfo.partition(':')[0]}:***@{hostport}" if at and ":" in userinfo else parts.netloc
@@ -107,7 +114,7 @@ def redact(url: str) -> str:
         parts.scheme,
         netloc,
         parts.path,
-        "&".join(f"{k}=***" if k.lower() == "password" else f"{k}={v}" for k, v in query),
+        "&".join(f"{k}=***" if k.lower() in SECRET_PARAMS else f"{k}={v}" for k, v in query),
     )
     return shown.removeprefix(_BARE_SCHEME) if bare else shown
 
