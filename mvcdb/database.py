@@ -897,11 +897,14 @@ class Database:
 
         return compare(self, refs, metrics=metrics, fields=fields)
 
-    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
-        """Run a read-only SQL query (views and mvcdb's SQL functions available); rows as dicts."""
+    def sql(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] = (), *, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Run a read-only SQL query (views and mvcdb's SQL functions available); rows as dicts.
+        timeout: seconds after which a query still running stops with MvcdbError."""
         from .sqlquery import run_sql
 
-        return run_sql(self, query, params)
+        return run_sql(self, query, params, timeout=timeout)
 
     # -- upkeep and sharing (mvcdb/maintenance.py, mvcdb/merge.py) --------------------------------
 

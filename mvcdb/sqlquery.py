@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -244,19 +245,21 @@ def open_readonly(db: Database) -> sqlite3.Connection:
     return conn
 
 
-def run_sql(db: Database, query: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
+def run_sql(
+    db: Database, query: str, params: Sequence[Any] | Mapping[str, Any] = (), *, timeout: float | None = None
+) -> list[dict[str, Any]]:
     """Run one read-only SQL statement; rows as dicts (repeated column names get _2, _3...).
 
     Raises:
-        MvcdbError: for any write attempt (nothing is changed), several statements, or a SQL
-            error, with SQLite's message.
+        MvcdbError: for any write attempt (nothing is changed), several statements, a SQL
+            error (with SQLite's message), or a query still running after `timeout` seconds.
     """
-    columns, rows = sql_table(db, query, params)
+    columns, rows = sql_table(db, query, params, timeout=timeout)
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 def sql_table(
-    db: Database, query: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    db: Database, query: str, params: Sequence[Any] | Mapping[str, Any] = (), *, timeout: float | None = None
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Like run_sql, but (column names, row tuples): the names survive an empty result."""
     if not isinstance(query, str):
@@ -265,29 +268,55 @@ def sql_table(
         raise MvcdbError("the query is empty")
     if db._closed:
         raise MvcdbError("the database is closed")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or not timeout > 0):
+        raise MvcdbError(f"timeout must be a positive number of seconds, got {timeout!r}")
     conn = open_readonly(db)
     try:
-        return execute_readonly(conn, query, params)
+        return execute_readonly(conn, query, params, timeout=timeout)
     finally:
         conn.close()
 
 
+#: SQLite VM instructions between two looks at the clock (and at Ctrl-C): ~1-5 ms of work.
+PROGRESS_STEPS = 100_000
+
+
 def execute_readonly(
-    conn: sqlite3.Connection, query: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    conn: sqlite3.Connection,
+    query: str,
+    params: Sequence[Any] | Mapping[str, Any] = (),
+    *,
+    timeout: float | None = None,
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run one statement on conn under the read-only authorizer: (unique column names, rows).
 
-    The TUI's SQL console can call this on its own connection (after register_functions).
+    A progress handler lets Ctrl-C stop a runaway query (a recursive CTE without an end kept
+    running: the interrupt waited for SQLite to return) and enforces `timeout`. The TUI's SQL
+    console can call this on its own connection (after register_functions).
     """
     authorizer = _Authorizer()
     conn.set_authorizer(authorizer)
     _last_error.value = None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    timed_out = False
+
+    def progress() -> int:
+        # Python code: a pending Ctrl-C is raised here, which makes SQLite abort the query
+        nonlocal timed_out
+        timed_out = deadline is not None and time.monotonic() > deadline
+        return int(timed_out)
+
+    conn.set_progress_handler(progress, PROGRESS_STEPS)
     try:
         cursor = conn.execute(query, params)
         names = _unique([d[0] for d in cursor.description or ()])
         return names, [tuple(row) for row in cursor]
     except sqlite3.Error as exc:
         text = str(exc)
+        if text == "interrupted":
+            if timed_out:
+                raise MvcdbError(f"SQL query stopped after {timeout:g} s (its time limit)") from None
+            raise KeyboardInterrupt from None  # the Ctrl-C that stopped it
         if "one statement" in text:
             raise MvcdbError("SQL runs one statement at a time (remove the extra ';' statements)") from None
         if authorizer.refused is not None or any(
@@ -308,6 +337,7 @@ def execute_readonly(
         raise MvcdbError(f"SQL parameters: {exc}") from None
     finally:
         conn.set_authorizer(None)
+        conn.set_progress_handler(None, 0)
 
 
 def _unique(names: list[str]) -> list[str]:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,3 +182,40 @@ def test_register_functions_on_an_own_connection(ro: mvcdb.Database, filled: Pat
         conn.execute("SELECT 1")  # the authorizer is removed afterwards
     finally:
         conn.close()
+
+
+RUNAWAY = "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) SELECT count(*) FROM r"
+
+
+def test_a_runaway_query_stops_at_its_time_limit(tmp_path: Path) -> None:
+    with mvcdb.open(tmp_path / "q.db") as db:
+        db.record("m", {"a": 1.0})
+        started = time.monotonic()
+        with pytest.raises(mvcdb.MvcdbError, match=r"stopped after 0.3 s \(its time limit\)"):
+            db.sql(RUNAWAY, timeout=0.3)
+        assert time.monotonic() - started < 10
+        assert db.sql("SELECT count(*) AS n FROM versions", timeout=5) == [{"n": 1}]  # usable after
+        for bad in (0, -1, "1", float("nan")):
+            with pytest.raises(mvcdb.MvcdbError, match="timeout must be a positive number"):
+                db.sql("SELECT 1", timeout=bad)  # type: ignore[arg-type]
+
+
+def test_ctrl_c_stops_a_runaway_query_on_the_command_line(tmp_path: Path) -> None:
+    """SQLite never handed control back, so Ctrl-C waited for a query that never ends."""
+    path = tmp_path / "q.db"
+    with mvcdb.open(path) as db:
+        db.record("m", {"a": 1.0})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mvcdb", "--db", str(path), "sql", RUNAWAY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)  # started, and deep in the query
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("Ctrl-C did not stop the query")
+    assert proc.returncode != 0 and "Traceback" not in err

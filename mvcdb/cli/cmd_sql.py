@@ -34,10 +34,23 @@ def _cell(value: Any) -> Any:
         " decimals like 2.5 or 1e-3 bind as numbers; anything else (007, 1_000, nan) as text."
     ),
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop a query still running after this long (Ctrl-C stops one at any time).",
+)
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (with a header row).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of row objects.")
 @click.pass_context
-def command(ctx: click.Context, query: str, params: tuple[str, ...], as_csv: bool, as_json: bool) -> None:
+def command(
+    ctx: click.Context,
+    query: str,
+    params: tuple[str, ...],
+    timeout: float | None,
+    as_csv: bool,
+    as_json: bool,
+) -> None:
     """Run a read-only SQL QUERY (one statement) against the database.
 
     The schema's tables and views (version_summary, version_metrics, version_parents,
@@ -55,7 +68,7 @@ def command(ctx: click.Context, query: str, params: tuple[str, ...], as_csv: boo
     from mvcdb.sqlquery import sql_table
 
     db = open_db(ctx, readonly=True)
-    columns, rows = sql_table(db, query, [_number_or_text(p) for p in params])
+    columns, rows = sql_table(db, query, [_number_or_text(p) for p in params], timeout=timeout)
     if as_json:
         emit_json([dict(zip(columns, row, strict=True)) for row in rows])
     elif as_csv:
