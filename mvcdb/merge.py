@@ -25,7 +25,7 @@ import numpy as np
 
 from . import inline
 from .author import current_author
-from .blobstore import MAX_CHUNK_BYTES
+from .blobstore import MAX_CHUNK_BYTES, is_lazy_clone
 from .chunkcodec import STUB
 from .connection import write_transaction
 from .copying import (
@@ -256,7 +256,7 @@ def _needed_chunks(src: Database, dst: Database, versions: Sequence[IncomingVers
 def _stubs_to_fill(src: Database, dst: Database, planned: Collection[bytes]) -> list[_Need]:
     """The chunks a lazy clone (dst) has not fetched yet and the source holds: copied too, so
     that a merge of a full file makes the clone's versions restorable offline."""
-    if dst.store.fetch_missing is None:  # not a lazy clone: no stubs
+    if not is_lazy_clone(dst.conn):  # only a lazy clone holds stubs
         return []
     stubs = {
         bytes(h): int(size)

@@ -35,7 +35,12 @@ def open_db(ctx: click.Context, *, readonly: bool = False, create: bool = False)
     from mvcdb.errors import MvcdbError
 
     path = db_path(ctx)
-    kind = None if create else sniff(path)  # (names a symlink loop or an unreadable path itself)
+    kind = None  # an existing file is sniffed once, by Database()
+    if not create:
+        if not path.exists():
+            kind = sniff(path)  # "missing", or an error naming a symlink loop or unreadable path
+        elif path.is_file() and path.stat().st_size == 0:
+            kind = "empty"
     if kind in ("missing", "empty"):
         hint = "`mvcdb init`"
         source = ctx.find_root().get_parameter_source("db_path")
