@@ -1,12 +1,13 @@
 """`with db.run(model) as run:` — log every iteration in memory, write once at commit.
 
-`run.log(step, **values)` only appends the pair (step, the call's keyword dict) to a list (about a
+`run.log(step, **values)` only extends a list by the pair step, the call's keyword dict (about a
 microsecond); the first call's row, then every 512 rows, become columns (trajectory.LogBuffer: that
 is where steps and series names are checked, once per block and once per name), and
 `run.commit(...)` stores the arrays in the same atomic version write as the parameters. Several
-threads may log into one run without a lock on that path: one list.append is atomic, so a step never
-parts from its values, and the list is never replaced while the run is open (blocks are cut off
-its front under a lock), so no append lands in a list already converted; a commit holds them back.
+threads may log into one run without a lock on that path: one list.extend by a tuple is atomic, so
+a step never parts from its values, and the list is never replaced while the run is open (blocks
+are cut off its front under a lock), so no row lands in a list already converted; a commit holds
+them back.
 An exception inside the block discards everything; leaving
 the block normally without calling commit() commits what was logged (retraining is expensive:
 nothing is thrown away).
@@ -32,33 +33,35 @@ if TYPE_CHECKING:
     from .models import Version
 
 
-#: One log() call: its step and its keyword dict, appended together.
-Row = tuple[Any, dict[str, Any]]
+#: The rows of log() calls as one flat list: step, keyword dict, step, keyword dict, ... (each call
+#: extends it by its pair at once; a flat list is split into steps and dicts by two C-level slices,
+#: where a list of pairs took a Python loop: ~25 us a block of 512 rows)
+Rows = list[Any]
 
 
-class _Ended(list[Row]):
-    """The row list of a committed or discarded run: its append raises, so a late log() is refused
-    without a check in every call (a plain list's append stays the specialised fast one)."""
+class _Ended(list[Any]):
+    """The row list of a committed or discarded run: its extend raises, so a late log() is refused
+    without a check in every call (a plain list's extend stays the fast one)."""
 
     def __init__(self, message: str) -> None:
         super().__init__()
         self.message = message
 
-    def append(self, row: Row, /) -> None:
+    def extend(self, row: Iterable[Any], /) -> None:
         raise MvcdbError(self.message)
 
 
-class _Waiting(list[Row]):
-    """The row list while a commit runs: an append waits for the commit to end, then goes to the
+class _Waiting(list[Any]):
+    """The row list while a commit runs: a row waits for the commit to end, then goes to the
     run's list as it is then (or raises: the run has ended with that commit)."""
 
     def __init__(self, run: Run) -> None:
         super().__init__()
         self.run = run
 
-    def append(self, row: Row, /) -> None:
+    def extend(self, row: Iterable[Any], /) -> None:
         with self.run._lock:
-            self.run._rows.append(row)
+            self.run._rows.extend(row)
 
 
 def _mutable(value: Any) -> bool:
@@ -104,12 +107,13 @@ class Run:
         #: held while blocks are cut off _rows, names are first seen, or the run commits or ends
         #: (log() itself takes it only then: several threads may log at once)
         self._lock = threading.Lock()
-        #: rows logged since the last block went to _log, as (step, values dict) pairs; the same
-        #: list object until the run ends
-        self._rows: list[Row] = []
-        #: rows buffered before the next conversion: 1 at first, so the names of the first call
-        #: are checked by that very call (what a loop logs at every step), then BLOCK_ROWS
-        self._block = 1
+        #: rows logged since the last block went to _log, flat (see Rows); the same list object
+        #: until the run ends
+        self._rows: Rows = []
+        #: list items (two a row) buffered before the next conversion: one row at first, so the
+        #: names of the first call are checked by that very call (what a loop logs at every
+        #: step), then BLOCK_ROWS rows
+        self._block = 2
         self._log = LogBuffer()
         self.version: Version | None = None
         #: why the run has ended (committed or discarded), None while it is open
@@ -137,10 +141,11 @@ class Run:
         if not self._names.issuperset(values):  # a name not logged before, or a run of arrays
             self._unseen(values)
         rows = self._rows
-        row = (step, values)  # the call's own fresh dict: kept as it is until its block is full
-        rows.append(row)  # one append, atomic: raises once the run has ended (_Ended)
+        # the call's own fresh dict, kept as it is until its block is full; one extend by a
+        # tuple, atomic (no Python code runs in it): raises once the run has ended (_Ended)
+        rows.extend((step, values))
         if rows is not self._rows:  # committed or discarded by another thread meanwhile
-            self._late(rows, row)
+            self._late(rows, values)
         elif len(rows) >= self._block:
             self._flush()
 
@@ -161,24 +166,25 @@ class Run:
             else:
                 self._names = self._names.union(values)
 
-    def _late(self, rows: list[Row], row: Row) -> None:
+    def _late(self, rows: Rows, values: dict[str, Any]) -> None:
         """A log() that appended to a row list another thread's commit (or discard) had already
         taken over: once that is over, a row it did not store is taken out again, and the call
         raises if the run has ended, or requeues the row if the commit failed (run still open)."""
         with self._lock:
-            for i, kept in enumerate(rows):
-                if kept is row:
-                    del rows[i]
+            for i in range(1, len(rows), 2):
+                if rows[i] is values:
+                    step = rows[i - 1]
+                    del rows[i - 1 : i + 1]
                     if self._ended is not None:
                         raise MvcdbError(self._ended)
-                    self._rows.append(row)
+                    self._rows.extend((step, values))
                     return
 
     def _flush(self) -> None:
         with self._lock:
             self._flush_locked(self._rows)
 
-    def _flush_locked(self, pending: list[Row]) -> None:
+    def _flush_locked(self, pending: Rows) -> None:
         """Hand the buffered rows to the columnar buffer (one array per scalar series); the
         caller holds _lock. The rows are cut off the front of the list, which stays the same
         object: a row another thread appends meanwhile lands behind them, for the next block.
@@ -186,16 +192,19 @@ class Run:
         A step, series name or (first call only: later ones wait for commit) series value that
         LogBuffer refuses (it keeps everything else): MvcdbError from the first call's block; from
         a later block it waits in _refused for commit()."""
-        count = len(pending)
+        count = len(pending)  # even: a row is added as one pair
         if not count:
             return  # another thread's flush took them
-        block = pending[:count]
+        steps = pending[0:count:2]
+        rows = pending[1:count:2]
         del pending[:count]
-        steps = [step for step, _ in block]
-        rows = [values for _, values in block]
-        first, self._block = self._block == 1, BLOCK_ROWS
+        first, self._block = self._block == 2, 2 * BLOCK_ROWS
+        # Every row logged while nothing is copied had its names checked against _names, which
+        # only grows: if the first row holds all of them, a row holding the first row's names
+        # holds exactly those (LogBuffer then skips counting every row's names, ~5 % of a block)
+        no_extra = not self._copies and len(self._names) == len(rows[0])
         try:
-            self._log.add_block(steps, rows)
+            self._log.add_block(steps, rows, no_extra_names=no_extra)
             if first and rows:
                 self._log.arrays()  # a series that cannot be stored raises now, and is left out
         except MvcdbError as exc:
@@ -205,7 +214,7 @@ class Run:
 
     def __len__(self) -> int:
         with self._lock:
-            return self._log.nrows + len(self._rows)
+            return self._log.nrows + len(self._rows) // 2
 
     def commit(
         self,
@@ -238,7 +247,7 @@ class Run:
 
     def _commit(
         self,
-        pending: list[Row],
+        pending: Rows,
         params: Mapping[str, Any] | None,
         model: Any,
         metrics: Mapping[str, Any] | None,

@@ -66,26 +66,32 @@ class LogBuffer:
         self.series: dict[str, Series] = {}
         self.nrows = 0
 
-    def add_block(self, steps: list[Any], rows: list[dict[str, Any]]) -> None:
+    def add_block(
+        self, steps: list[Any], rows: list[dict[str, Any]], *, no_extra_names: bool = False
+    ) -> None:
         """Append logged rows (one dict of values per step). Bad values are kept as logged and
         judged by arrays() at commit. A row whose step is no int64 integer and a series whose
         name record() would refuse (checked once, when first seen) cannot be stored: they are
-        left out, every other row and value is kept, then MvcdbError says what and where."""
+        left out, every other row and value is kept, then MvcdbError says what and where.
+
+        no_extra_names: the caller knows that no row holds a name the first row lacks."""
         refused: list[str] = []
         try:  # array('q') takes integers in the int64 range only, faster than numpy's discovery
             block = array("q", steps)
         except Exception:  # whatever a step object raises
             block, rows = _good_rows(steps, rows, refused)
         if rows:
-            self._add_rows(block, rows, refused)
+            self._add_rows(block, rows, refused, no_extra_names)
         if refused:
             raise MvcdbError("; ".join(refused) + " (everything else logged is kept)")
 
-    def _add_rows(self, steps: array[int], rows: list[dict[str, Any]], refused: list[str]) -> None:
+    def _add_rows(
+        self, steps: array[int], rows: list[dict[str, Any]], refused: list[str], no_extra_names: bool
+    ) -> None:
         base, n = self.nrows, len(rows)
         self.nrows += n
         self._add_steps(steps)
-        columns = _dense_columns(rows)
+        columns = _dense_columns(rows, no_extra_names)
         if columns is not None:  # every name logged at every row of the block: the usual loop
             span = range(base, base + n)
             for name, values in columns:
@@ -217,10 +223,13 @@ def _block_values(values: list[Any]) -> np.ndarray | list[Any]:
     return arr if arr.ndim == 1 else values
 
 
-def _dense_columns(rows: list[dict[str, Any]]) -> list[tuple[str, list[Any]]] | None:
-    """(name, values) per name if every row holds exactly the first row's names, else None."""
+def _dense_columns(rows: list[dict[str, Any]], no_extra_names: bool) -> list[tuple[str, list[Any]]] | None:
+    """(name, values) per name if every row holds exactly the first row's names, else None.
+
+    no_extra_names: no row holds a name the first row lacks (known to the caller), so only
+    missing names need finding."""
     names = list(rows[0])
-    if sum(map(len, rows)) != len(names) * len(rows):
+    if not no_extra_names and sum(map(len, rows)) != len(names) * len(rows):
         return None
     try:  # given the count above, no name missing anywhere means the same names in every row
         return [(name, _column(rows, name)) for name in names]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mvcdb
@@ -73,6 +73,27 @@ def test_blocks_match_one_asarray_per_series(rows: list[dict[str, Any]], block: 
         buf.add_block(steps[start : start + block], rows[start : start + block])
     got, own = buf.arrays()
     want, want_own = _reference(steps, rows)
+    _assert_same(got, want)
+    _assert_same(own, want_own)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # nothing is written to db
+@given(
+    rows=st.lists(
+        st.dictionaries(st.sampled_from(["a", "b", "c"]), _value, max_size=3), min_size=1, max_size=30
+    )
+)
+def test_run_blocks_with_names_coming_and_going_match_the_reference(
+    db: mvcdb.Database, tiny_blocks: int, rows: list[dict[str, Any]]
+) -> None:
+    """Through run.log, whose blocks skip counting each row's names once every name logged so far
+    is in a block's first row: names that appear, vanish and come back must still land exactly."""
+    run = db.run("m")
+    for i, row in enumerate(rows):
+        run.log(i, **row)
+    run._flush()
+    got, own = run._log.arrays()
+    want, want_own = _reference(list(range(len(rows))), rows)
     _assert_same(got, want)
     _assert_same(own, want_own)
 
