@@ -34,5 +34,10 @@ def _fallback_name() -> str:
 def current_author() -> str:
     """The author name stamped on versions and tag moves (on one line: control characters such as
     a tab or newline become spaces, so tables of versions keep one row a version)."""
-    env = without_controls(os.environ.get("MVCDB_AUTHOR", "")).strip()
-    return env or without_controls(_fallback_name()).strip() or "unknown"
+    return _one_line(os.environ.get("MVCDB_AUTHOR", "")) or _one_line(_fallback_name()) or "unknown"
+
+
+@functools.lru_cache(maxsize=8)
+def _one_line(name: str) -> str:
+    """name on one line, trimmed (cached: every record() stamps the same one or two names)."""
+    return without_controls(name).strip()

@@ -30,7 +30,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import NamedTuple
+from functools import partial
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -38,6 +39,8 @@ from . import checkpointer, chunkcodec, serial
 from .connection import write_transaction
 from .errors import DecodeError, IntegrityError, MvcdbError
 from .manifest import ManifestTensor
+
+T = TypeVar("T")
 
 #: No chunk holds more raw bytes than this (the largest chunk_size a file may use): a row that
 #: claims more is damaged and is refused before anything is allocated for it.
@@ -52,12 +55,23 @@ WINDOW_BYTES = 4 * 1024 * 1024
 #: Windows encoded ahead of the one being inserted, so the pool still has work queued while the
 #: calling thread is inside SQLite (with POOL_NICE: +6-10 % record throughput, measured; payloads
 #: of INSERT_LAG + 1 windows are in memory at most).
-INSERT_LAG = 2
+INSERT_LAG = 3
+#: Windows hashed ahead of the one being encoded (only digests are kept). With one, the calling
+#: thread often waited for a window's hashes with one pool thread idle (nothing else queued);
+#: with two, and INSERT_LAG 3 instead of 2, a 1 GB record left ~40 % less of the cores idle and
+#: was ~3 % faster (measured, 8 KiB pages).
+HASH_AHEAD = 2
 #: Writes of at least this many bytes hold the WAL checkpoint back and shrink the page cache.
 BULK_BYTES = 8 * 1024 * 1024
-#: SQLite page cache (KiB) during a bulk write: dirty pages spill to the WAL anyway, and the
-#: default 64 MiB cache would only add that much to record()'s memory peak.
+#: SQLite page cache (KiB) during a bulk write: pages of committed windows are not read again,
+#: and the default 64 MiB cache would only add that much to record()'s memory peak.
 BULK_CACHE_KIB = 4096
+#: ... but a window's dirty pages stay in memory up to this many KiB rather than spill to the WAL
+#: in mid-transaction (a window's transaction writes ~WINDOW_BYTES..2x of pages): after a spill,
+#: SQLite searches the WAL index for every page it writes (sqlite3WalFindFrame, a search that
+#: grows through a whole big write, as its checkpoint is held back): ~6 % of the inserting
+#: thread's CPU at 8 KiB pages (measured). Pages past the cache size are freed at commit.
+BULK_SPILL_KIB = 16384
 #: Writes at most this big are stored without the thread pool (hand-off costs more than the work).
 INLINE_BYTES = 256 * 1024
 #: Chunks smaller than this are never delta-encoded (the base lookup costs more than it saves).
@@ -100,11 +114,13 @@ class StoredTensor(NamedTuple):
     hashes: tuple[bytes, ...]
     cids: tuple[int, ...]
     data: bytes | None = None
+    #: `digest`, when whoever built this had it already (inline.store); else computed when asked
+    known_digest: str | None = None
 
     @property
     def digest(self) -> str:
         """Content id of the tensor: SHA-256 over dtype, shape and the chunk hashes."""
-        return tensor_digest(self.dtype, self.shape, self.hashes)
+        return self.known_digest or tensor_digest(self.dtype, self.shape, self.hashes)
 
     def as_manifest(self, kind: str, name: str) -> ManifestTensor:
         return ManifestTensor(kind, name, self.dtype, self.shape, self.nbytes, self.hashes)
@@ -130,6 +146,29 @@ Chain = list[ChunkRow]
 def tensor_digest(dtype: str, shape: Sequence[int], hashes: Sequence[bytes]) -> str:
     """SHA-256 of the msgpack list [dtype, shape, chunk hashes] (tuples pack as lists)."""
     return hashlib.sha256(serial.pack_sorted((dtype, shape, hashes))).hexdigest()
+
+
+def one_chunk_digest(dtype: str, shape: tuple[int, ...], chunk_hash: bytes) -> str:
+    """tensor_digest(dtype, shape, [chunk_hash]) for a numpy array's shape and one SHA-256.
+
+    What a small record() computes for each tensor kept in its row: the packed bytes before the
+    hash depend on dtype and shape alone, so they are packed once (~1.5 us less a tensor). Only
+    for shapes of plain ints, as numpy's are: the cache cannot tell True from 1, which pack apart.
+    """
+    head = _DIGEST_HEADS.get((dtype, shape)) or _digest_head(dtype, shape)
+    return hashlib.sha256(head + chunk_hash).hexdigest()
+
+
+#: (dtype, shape) -> msgpack bytes of [dtype, shape, [a 32-byte hash]] up to the hash's own bytes.
+_DIGEST_HEADS: dict[tuple[str, tuple[int, ...]], bytes] = {}
+
+
+def _digest_head(dtype: str, shape: tuple[int, ...]) -> bytes:
+    """Pack and remember a _DIGEST_HEADS entry (at most 1024: a sweep has a few shapes)."""
+    if len(_DIGEST_HEADS) >= 1024:
+        _DIGEST_HEADS.clear()
+    head = _DIGEST_HEADS[(dtype, shape)] = serial.pack_sorted((dtype, shape, (bytes(32),)))[:-32]
+    return head
 
 
 def valid_chunk_size(value: object) -> int | None:
@@ -230,10 +269,16 @@ class _Piece(NamedTuple):
     base: int | None
 
 
+_Encoding = tuple[chunkcodec.Encoded, int, int | None]  # (encoding, delta depth, base cid)
+
+
 class _NewChunk(NamedTuple):
     digest: bytes
     size: int
-    encoded: Future[tuple[chunkcodec.Encoded, int, int | None]]  # (encoding, depth, base cid)
+    encoded: Future[_Encoding]
+    #: The work behind `encoded`, for the inserting thread to run itself if no pool thread has
+    #: started it yet (see _outcome); None: only wait.
+    work: Callable[[], _Encoding] | None = None
 
 
 class BlobStore:
@@ -343,7 +388,9 @@ class BlobStore:
         return self._cids_of(hashes, known)
 
     def _put_pipelined(self, pieces: Sequence[_Piece]) -> tuple[list[bytes], list[int]]:
-        """Hash window k+1 and encode window k on the pool while window k-1 is inserted."""
+        """Hash windows k..k+HASH_AHEAD and encode window k on the pool while window
+        k-INSERT_LAG is inserted. A task the calling thread needs that no pool thread has started
+        yet, it runs itself (_outcome); payload buffers are reused from window to window."""
         with self._bulk(sum(len(p.data) for p in pieces) >= BULK_BYTES):
             return self._put_windows(pieces)
 
@@ -355,25 +402,34 @@ class BlobStore:
             yield
             return
         cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
+        spill = self.conn.execute("PRAGMA cache_spill").fetchone()[0]
+        page = self.conn.execute("PRAGMA page_size").fetchone()[0]
         self.conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+        if spill:  # (0: spilling is off altogether)
+            self.conn.execute(f"PRAGMA cache_spill = {_spill_pages(int(page))}")
         try:
             with checkpointer.held(self.conn):
                 yield
         finally:
             self.conn.execute(f"PRAGMA cache_size = {int(cache)}")
+            if spill:  # back to spilling at the cache size (what a spill size of 1 page means)
+                self.conn.execute("PRAGMA cache_spill = 1")
 
     def _put_windows(self, pieces: Sequence[_Piece]) -> tuple[list[bytes], list[int]]:
         pool = self.write_pool
         windows = list(_windows(pieces))
+        buffers = chunkcodec.Buffers()
         hashes: list[bytes] = []
         known: dict[bytes, int] = {}
         inflight: set[bytes] = set()
-        encoding: deque[list[_NewChunk]] = deque()  # windows handed to the pool, oldest first
-        hashing = [pool.submit(_sha256, p.data) for p in windows[0]]
+        hashing: deque[list[Future[bytes]]] = deque()  # windows handed to the pool to hash
+        encoding: deque[list[_NewChunk]] = deque()  # windows handed to the pool to encode
         for k, window in enumerate(windows):
-            window_hashes = [f.result() for f in hashing]
-            if k + 1 < len(windows):
-                hashing = [pool.submit(_sha256, p.data) for p in windows[k + 1]]
+            while len(hashing) <= HASH_AHEAD and k + len(hashing) < len(windows):
+                hashing.append([pool.submit(_sha256, p.data) for p in windows[k + len(hashing)]])
+            window_hashes = [
+                _outcome(f, partial(_sha256, p.data)) for f, p in zip(hashing.popleft(), window, strict=True)
+            ]
             hashes.extend(window_hashes)
             known.update(self._lookup([h for h in window_hashes if h not in known and h not in inflight]))
             current: list[_NewChunk] = []
@@ -382,13 +438,15 @@ class BlobStore:
                     continue
                 inflight.add(digest)
                 chain = self._base_chain(piece)
-                fut = pool.submit(self._encode_piece, digest, piece.data, piece.lane, piece.stride, chain)
-                current.append(_NewChunk(digest, len(piece.data), fut))
+                work = partial(
+                    self._encode_piece, digest, piece.data, piece.lane, piece.stride, chain, buffers
+                )
+                current.append(_NewChunk(digest, len(piece.data), pool.submit(work), work))
             encoding.append(current)
             while len(encoding) > INSERT_LAG:
-                known.update(self._insert(encoding.popleft()))
+                known.update(self._insert(encoding.popleft(), buffers))
         while encoding:
-            known.update(self._insert(encoding.popleft()))
+            known.update(self._insert(encoding.popleft(), buffers))
         return hashes, self._cids_of(hashes, known)
 
     def _cids_of(self, hashes: Sequence[bytes], known: dict[bytes, int]) -> list[int]:
@@ -399,13 +457,25 @@ class BlobStore:
             raise MvcdbError("chunks vanished during the write (a concurrent gc?); write again")
         return [known[h] for h in hashes]
 
-    def _insert(self, new: Sequence[_NewChunk]) -> dict[bytes, int]:
+    def _insert(
+        self, new: Sequence[_NewChunk], buffers: chunkcodec.Buffers | None = None
+    ) -> dict[bytes, int]:
         """Insert encoded chunks in one short transaction; return hash -> cid of those we wrote.
 
         A big payload goes in as a zeroblob placeholder filled through a blob handle: a bound
         payload is copied twice inside SQLite before it reaches its pages (same transaction, so
-        no reader ever sees the placeholder)."""
-        results = [(n, *n.encoded.result()) for n in new]
+        no reader ever sees the placeholder). The payloads' buffers go back to buffers after."""
+        results = [(n, *(n.encoded.result() if n.work is None else _outcome(n.encoded, n.work))) for n in new]
+        try:
+            return self._insert_rows(results)
+        finally:
+            if buffers is not None:
+                for _, enc, _, _ in results:
+                    buffers.give(enc.payload)
+
+    def _insert_rows(
+        self, results: Sequence[tuple[_NewChunk, chunkcodec.Encoded, int, int | None]]
+    ) -> dict[bytes, int]:
         written: dict[bytes, int] = {}
         with write_transaction(self.conn):
             for n, enc, depth, base_cid in results:
@@ -671,14 +741,23 @@ class BlobStore:
         return raw
 
     def _encode_piece(
-        self, digest: bytes, piece: memoryview, lane: int, stride: int, chain: Chain | None
+        self,
+        digest: bytes,
+        piece: memoryview,
+        lane: int,
+        stride: int,
+        chain: Chain | None,
+        buffers: chunkcodec.Buffers | None = None,
     ) -> tuple[chunkcodec.Encoded, int, int | None]:
         """The smallest encoding of one piece (checked codecs): plain, row-delta (stride), or
         delta against the chain's last chunk. Returns (encoding, delta depth, base cid); runs on
-        the pool. digest is the piece's SHA-256 (the check's seed)."""
+        the pool. digest is the piece's SHA-256 (the check's seed); buffers: where payload
+        buffers come from (the other candidates' go straight back)."""
+        if not stride and chain is None:  # the usual case: the check is taken during the split
+            return chunkcodec.encode(piece, lane, key=digest, buffers=buffers), 0, None
         check = chunkcodec.checksum(piece, digest)
-        plain = chunkcodec.encode(piece, lane, check)
-        rows = chunkcodec.encode_rows(piece, lane, stride, check) if stride else None
+        plain = chunkcodec.encode(piece, lane, check, buffers=buffers)
+        rows = chunkcodec.encode_rows(piece, lane, stride, check, buffers=buffers) if stride else None
         delta = None
         if chain is not None:
             try:
@@ -686,8 +765,12 @@ class BlobStore:
             except (IntegrityError, sqlite3.Error):  # a damaged parent must not stop the child
                 chain = None
             else:
-                delta = chunkcodec.encode_delta(piece, base_raw, lane, check)
+                delta = chunkcodec.encode_delta(piece, base_raw, lane, check, buffers=buffers)
         best = chunkcodec.smallest(plain, rows, delta)
+        if buffers is not None:
+            for other in (plain, rows, delta):
+                if other is not None and other is not best:
+                    buffers.give(other.payload)
         if best is delta and chain is not None:
             top = chain[-1]
             return best, top.depth + 1, top.cid
@@ -713,6 +796,19 @@ def _check_rows(rows: dict[int, ChunkRow]) -> None:
             raise IntegrityError(
                 f"chunk {row.cid} is a delta against chunk {base.cid} of another size (the file is damaged)"
             )
+
+
+def _spill_pages(page_size: int) -> int:
+    """BULK_SPILL_KIB in pages, as `PRAGMA cache_spill = N` takes it: odd, because SQLite also
+    reads N as the on/off flag, as a byte (N = 2048 would turn spilling off altogether)."""
+    return (BULK_SPILL_KIB * 1024 // page_size) | 1
+
+
+def _outcome(fut: Future[T], work: Callable[[], T]) -> T:
+    """fut's result; or, if no pool thread has started it yet, work() run right here. The thread
+    that waits is the one inserting (the pipeline's bottleneck, at a higher priority than the
+    pool): a task queued behind others would keep it idle while the pool is saturated."""
+    return work() if fut.cancel() else fut.result()
 
 
 def _windows(pieces: Sequence[_Piece]) -> Iterator[list[_Piece]]:

@@ -33,6 +33,10 @@ class ManifestTensor(NamedTuple):
     hashes: tuple[bytes, ...]
 
 
+#: ManifestTensor's fields as a plain tuple (kind, name, dtype, shape, nbytes, chunk hashes).
+TensorEntry = tuple[str, str, str, tuple[int, ...], int, tuple[bytes, ...]]
+
+
 @dataclass(frozen=True)
 class Manifest:
     """A decoded, validated version manifest."""
@@ -56,13 +60,14 @@ def encode(
     created_at: str,
     metadata: str,
     metrics: Mapping[str, float],
-    tensors: Sequence[ManifestTensor],
+    tensors: Sequence[ManifestTensor | TensorEntry],
 ) -> bytes:
     """The canonical bytes of a manifest (equal content -> equal bytes -> equal id).
 
     The document is built with its keys already sorted and holds no other map, so it is packed
     directly: the bytes equal `serial.pack` of the same content without its generic walk (this is
-    on the path of every record()).
+    on the path of every record()). A tensor may be given as a plain tuple of ManifestTensor's
+    fields: it sorts and packs the same, and costs a fifth to build.
     """
     return serial.pack_sorted(
         {

@@ -126,6 +126,42 @@ setattr(Version, "metadata", _LazyField("metadata", _parse_metadata))  # noqa: B
 setattr(Version, "created_at", _LazyField("created_at", parse_text))  # noqa: B010
 
 
+def stored_version(
+    *,
+    id: str,  # noqa: A002 (the field's name)
+    model: str,
+    parents: tuple[str, ...],
+    metrics: dict[str, float],
+    metadata: str,
+    message: str,
+    author: str,
+    created_at: str,
+    tags: tuple[str, ...],
+    params_bytes: int,
+) -> Version:
+    """A Version from its stored form: metadata JSON and created_at text stay text until first
+    read (see _LazyField), as in the Versions `Database.get` loads (_fetch inlines the same in its
+    100,000-row loop).
+
+    What record() returns: parsing the metadata it just wrote and its timestamp, and the frozen
+    dataclass's __init__ (one object.__setattr__ a field), cost ~10 us of a small record().
+    """
+    version: Version = object.__new__(Version)
+    version.__dict__.update(
+        id=id,
+        model=model,
+        parents=parents,
+        metrics=metrics,
+        _metadata_text=metadata,
+        message=message,
+        author=author,
+        _created_at_text=created_at,
+        tags=tags,
+        params_bytes=params_bytes,
+    )
+    return version
+
+
 def _json_float(value: float) -> float | str:
     """JSON has no NaN/inf: those are written as strings 'nan', 'inf', '-inf'."""
     if value != value or value in (float("inf"), float("-inf")):

@@ -36,12 +36,17 @@ def check_name(name: object, what: str = "tensor name") -> str:
     return name
 
 
+#: Exact types of common leaves, which are never mappings: flatten() asks isinstance(Mapping), an
+#: ABC check (~0.4 us), only of other values.
+_LEAF_TYPES = frozenset({np.ndarray, float, int, np.float64, np.float32, np.float16, np.int64, np.int32})
+
+
 def flatten(params: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Yield (dotted name, leaf) pairs of a nested mapping."""
     for key, value in params.items():
         check_name(key)
         name = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, Mapping):
+        if type(value) not in _LEAF_TYPES and isinstance(value, Mapping):
             yield from flatten(value, name)
         else:
             yield (check_name(name) if prefix else name), value
@@ -78,6 +83,8 @@ def as_array(name: str, value: Any, what: str = "parameter") -> np.ndarray:
 
 def check_dtype(name: str, dtype: np.dtype[Any], what: str = "parameter") -> None:
     """Refuse dtypes mvcdb cannot store bit-exactly as numbers (objects, strings, records...)."""
+    if dtype in _STORABLE:  # one set lookup instead of ~0.5 us of checks for every tensor
+        return
     if name_of(dtype) in EXTENSION_ITEMSIZE:
         return  # bfloat16, float8...: stored as raw bits under their name (mvcdb/dtypes.py)
     if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
@@ -85,6 +92,12 @@ def check_dtype(name: str, dtype: np.dtype[Any], what: str = "parameter") -> Non
             f"{what} {name!r} has dtype {dtype} ({dtype.kind!r}); only numeric values "
             "(bool, int, uint, float, complex) can be stored"
         )
+    _STORABLE.add(dtype)
+
+
+#: Plain numeric dtypes check_dtype() has accepted. Only an equal dtype can hit, and numpy's dtype
+#: equality means the same type and byte order (metadata aside), so it passes the same checks.
+_STORABLE: set[np.dtype[Any]] = set()
 
 
 def storage_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
@@ -94,10 +107,10 @@ def storage_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
 
 def to_storage(arr: np.ndarray) -> np.ndarray:
     """A C-contiguous little-endian view or (at most one) copy of arr, for chunking."""
-    target = storage_dtype(arr.dtype)
-    if arr.dtype == target and arr.flags.c_contiguous:
+    dtype = arr.dtype
+    if dtype.byteorder != ">" and arr.flags.c_contiguous:  # storage_dtype(dtype) is dtype: as is
         return arr
-    return np.array(arr, dtype=target, order="C")  # not ascontiguousarray: it makes 0-d 1-d
+    return np.array(arr, dtype=storage_dtype(dtype), order="C")  # not ascontiguousarray: it makes 0-d 1-d
 
 
 def from_storage(flat: np.ndarray, dtype_str: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -116,7 +129,7 @@ def normalize_params(params: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
     """Flatten and validate a params mapping into {dotted name: numpy array}."""
     if params is None:
         return {}
-    if not isinstance(params, Mapping):
+    if type(params) is not dict and not isinstance(params, Mapping):  # the ABC check: ~0.4 us
         raise MvcdbError(f"params must be a dict of arrays, got {type(params).__name__}")
     out: dict[str, np.ndarray] = {}
     for name, value in flatten(params):

@@ -48,6 +48,24 @@ def test_returned_version_equals_what_get_loads(tmp_path: Path) -> None:
         assert merged.parents == (child.id, root.id)
 
 
+def test_returned_version_is_built_as_get_builds_it(tmp_path: Path) -> None:
+    import copy
+    import pickle
+
+    with mvcdb.open(tmp_path / "m.db") as db:
+        meta = {"lr": 0.1, "data": {"train": "a.csv"}, "ids": (1, 2), "arr": np.arange(2)}
+        version = db.record("m", {"w": np.ones(3)}, metrics={"b": 1.0, "a": 2.0}, metadata=meta)
+        loaded = db.get(version.id)
+        for v in (version, pickle.loads(pickle.dumps(version)), copy.copy(version)):
+            assert v == loaded and repr(v) == repr(loaded) and str(v) == str(loaded)
+            assert v.to_dict() == loaded.to_dict() and hash(v) == hash(loaded)
+        assert version.metadata == {"lr": 0.1, "data": {"train": "a.csv"}, "ids": [1, 2], "arr": [0, 1]}
+        assert version.metadata is version.metadata  # parsed once
+        assert version.created_at.tzinfo is not None and list(version.metrics) == ["a", "b"]
+        empty = db.record("m", {"w": np.ones(4)})
+        assert empty.metadata == {} and empty.metadata is not db.record("m", {"w": np.ones(5)}).metadata
+
+
 def test_recording_the_same_content_twice_returns_the_stored_version(tmp_path: Path) -> None:
     with mvcdb.open(tmp_path / "m.db") as db:
         first = db.record("m", {"w": np.ones(2)}, tags=["t1"])

@@ -135,6 +135,38 @@ def test_bad_model_names_are_refused(db: mvcdb.Database, name: str) -> None:
         db.record(name)
 
 
+def test_model_names_are_checked_on_every_record(db: mvcdb.Database) -> None:
+    class Name(str):
+        pass
+
+    for _ in range(2):  # record() remembers the names it accepted; that never lets a bad one in
+        db.record("good")
+        db.record(Name("good"))
+        for bad in ("", "has space", "good ", "gööd", 5):
+            with pytest.raises(mvcdb.MvcdbError, match="model name"):
+                db.record(bad)  # type: ignore[arg-type]
+    assert {v.model for v in db.versions()} == {"good"}
+
+
+def test_author_follows_the_environment_from_one_record_to_the_next(
+    db: mvcdb.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mvcdb import author
+
+    monkeypatch.setattr(author, "_fallback_name", lambda: " git\tuser ")
+    stamps: list[str] = []
+    for value in ("alice", "bob\tsmith\n", "alice", "   ", None, "zoë"):
+        if value is None:
+            monkeypatch.delenv("MVCDB_AUTHOR")
+        else:
+            os.environ["MVCDB_AUTHOR"] = value  # as CLI runners set it: the same os.environ
+        stamps.append(db.record("m", {"w": float(len(stamps))}).author)
+    assert stamps == ["alice", "bob smith", "alice", "git user", "git user", "zoë"]
+    monkeypatch.delenv("MVCDB_AUTHOR")
+    monkeypatch.setattr(author, "_fallback_name", lambda: "\t")
+    assert author.current_author() == "unknown"
+
+
 def test_record_accepts_model_as_keyword(db: mvcdb.Database, db_path: Path) -> None:
     v = mvcdb.record(model="linreg", params={"m": 1.0}, db=db)
     assert v.model == "linreg"

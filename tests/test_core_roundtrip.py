@@ -112,6 +112,29 @@ def test_nested_dicts_flatten_to_dotted_names(db: mvcdb.Database) -> None:
     assert [t.name for t in db.tensors(v.id)] == ["encoder.layer1.b", "encoder.layer1.w", "head"]
 
 
+def test_any_mapping_flattens_and_common_leaves_do_not(db: mvcdb.Database) -> None:
+    from collections import OrderedDict
+    from types import MappingProxyType
+
+    params = {
+        "proxy": MappingProxyType({"w": np.ones(2)}),
+        "ordered": OrderedDict(b=np.float32(1), a=np.int64(2)),
+        "leaves": {"f": 1.5, "i": 3, "f64": np.float64(2), "f16": np.float16(1), "i32": np.int32(4)},
+    }
+    v = db.record("m", MappingProxyType(params))
+    assert sorted(db.restore(v.id)) == [
+        "leaves.f", "leaves.f16", "leaves.f64", "leaves.i", "leaves.i32", "ordered.a", "ordered.b", "proxy.w",
+    ]  # fmt: skip
+
+
+def test_a_dtype_is_refused_after_storable_ones_were_accepted(db: mvcdb.Database) -> None:
+    db.record("m", {"w": np.ones(2, dtype="<f4"), "b": np.ones(2, dtype=">f4")})
+    for bad in (np.zeros(2, dtype=[("a", "<f4")]), np.zeros(2, dtype="datetime64[D]"), np.array(["x"])):
+        with pytest.raises(mvcdb.MvcdbError, match="only numeric values"):
+            db.record("m", {"w": bad})
+    assert len(db.versions()) == 1
+
+
 @pytest.mark.parametrize(
     "bad",
     [

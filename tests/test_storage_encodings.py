@@ -52,6 +52,14 @@ def test_finetuned_child_is_delta_encoded_and_restores_bit_identical(tmp_path: P
         assert all(same_bits(db.restore(v1)[k], parent[k]) for k in parent)
 
 
+def test_a_tensor_after_tiny_ones_is_still_delta_encoded(tmp_path: Path) -> None:
+    with _open(tmp_path) as db:  # the parent's chunks are looked up at the first big tensor
+        v1 = db.record("m", {"a": np.float32(1), "b": np.ones(3), "w": weights(0)})
+        v2 = db.record("m", {"a": np.float32(2), "b": np.ones(3), "w": finetune(weights(0), 1)}, parent=v1)
+        assert {c[0] for c in _chunks_of(db, v2.id, "w")} == {cc.DELTA}
+        assert same_bits(db.restore(v2)["w"], finetune(weights(0), 1))
+
+
 def test_delta_only_when_smaller(tmp_path: Path) -> None:
     with _open(tmp_path) as db:
         v1 = db.record("m", {"w": weights(0)})
