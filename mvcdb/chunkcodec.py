@@ -272,12 +272,19 @@ def _empty(size: int, buffers: Buffers | None) -> np.ndarray:
 SPLIT_BYTES = 1024 * 1024
 
 
+#: Writes the elements lo..hi of what is split into planes into out (a reused block buffer) and
+#: returns them as bytes (out, or a view of the input itself): a delta is computed block by block,
+#: in cache, never as a chunk-sized temporary.
+BlockSource = Callable[[int, int, np.ndarray], np.ndarray]
+
+
 def _pack_planes(
     raw: memoryview | np.ndarray,
     itemsize: int,
     check: int | None,
     key: bytes | None = None,
     buffers: Buffers | None = None,
+    source: BlockSource | None = None,
 ) -> tuple[memoryview, int | None]:
     """Planes payload: per plane a (kind, length) header, then each plane zstd'd or as is, then
     the tail bytes as is. A probe of each plane's first bytes decides: planes that do not compress
@@ -286,8 +293,9 @@ def _pack_planes(
     block straight into their places in one payload buffer (no joined copy of the whole chunk).
 
     With check, the payload starts with it (a checked codec); with key instead (the chunk's
-    SHA-256), the check is computed here, block by block while the block is in cache. Returns
-    the payload (in a buffer from buffers, if given) and the check it starts with (None:
+    SHA-256), the check is computed here, block by block while the block is in cache. With
+    source, the planes are of what source makes of raw's elements (whole elements only; no key).
+    Returns the payload (in a buffer from buffers, if given) and the check it starts with (None:
     unchecked)."""
     buf = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw.view(np.uint8)
     n = len(buf) // itemsize
@@ -297,8 +305,13 @@ def _pack_planes(
     payload = _empty(head + len(buf), buffers)
     planes = payload[head : head + n * itemsize].reshape(itemsize, n)
     step = max(1, SPLIT_BYTES // itemsize)
+    block = np.empty(min(n, step) * itemsize, dtype=np.uint8) if source is not None else buf
     for lo in range(0, n, step):
         hi = min(n, lo + step)
+        if source is not None:  # its elements, split as a whole buffer of their own
+            made = source(lo, hi, block[: (hi - lo) * itemsize])
+            _split_block(made, itemsize, 0, hi - lo, hi - lo, planes[:, lo:hi])
+            continue
         if hasher is not None:
             hasher.update(buf[lo * itemsize : hi * itemsize].data)
         _split_block(buf, itemsize, lo, hi, n, planes)
@@ -554,12 +567,13 @@ def encode_delta(
     """The DELTA encoding of raw against base (raw bytes of the same size), or None if impossible."""
     if not _delta_ok(len(raw), itemsize) or len(base) != len(raw):
         return None
-    lanes = _lanes(raw, itemsize)
-    zz = _empty(len(raw), buffers).view(lanes.dtype)
-    _zigzag_diff(lanes, _lanes(base, itemsize), zz, itemsize)
-    payload = _pack_planes(zz, itemsize, check, buffers=buffers)[0]
-    if buffers is not None:
-        buffers.give(zz)
+    lanes, base_lanes = _lanes(raw, itemsize), _lanes(base, itemsize)
+
+    def diffs(lo: int, hi: int, out: np.ndarray) -> np.ndarray:
+        _zigzag_diff(lanes[lo:hi], base_lanes[lo:hi], out.view(lanes.dtype), itemsize)
+        return out
+
+    payload = _pack_planes(raw, itemsize, check, buffers=buffers, source=diffs)[0]
     return Encoded(_checked(DELTA, check), itemsize, payload)
 
 
@@ -577,13 +591,18 @@ def encode_rows(
     ):
         return None
     # row i minus row i-1, element by element: the flat lanes minus themselves one row earlier
+    # (the first row's elements, before `width`, as they are)
     lanes, width = _lanes(raw, itemsize), stride // itemsize
-    zz = _empty(size, buffers).view(lanes.dtype)
-    _zigzag_diff(lanes[:width], None, zz[:width], itemsize)
-    _zigzag_diff(lanes[width:], lanes[:-width], zz[width:], itemsize)
-    payload = _pack_planes(zz, itemsize, check, buffers=buffers)[0]
-    if buffers is not None:
-        buffers.give(zz)
+
+    def diffs(lo: int, hi: int, out: np.ndarray) -> np.ndarray:
+        zz, cut = out.view(lanes.dtype), min(max(width, lo), hi)
+        if cut > lo:
+            _zigzag_diff(lanes[lo:cut], None, zz[: cut - lo], itemsize)
+        if hi > cut:
+            _zigzag_diff(lanes[cut:hi], lanes[cut - width : hi - width], zz[cut - lo :], itemsize)
+        return out
+
+    payload = _pack_planes(raw, itemsize, check, buffers=buffers, source=diffs)[0]
     return Encoded(_checked(ROWDELTA, check), itemsize, payload, stride)
 
 
