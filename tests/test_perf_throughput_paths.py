@@ -88,46 +88,6 @@ def test_check_taken_during_the_split_is_the_check(
     assert out.tobytes() == raw
 
 
-def _whole_zigzag(lanes: np.ndarray, base: np.ndarray | None, width: int) -> np.ndarray:
-    """The differences as one chunk-sized array (how the encoders worked before they went block
-    by block): against base, else each element against the one a row (width) earlier."""
-    zz = np.empty_like(lanes)
-    if base is not None:
-        cc._zigzag_diff(lanes, base, zz, lanes.itemsize)
-    else:
-        cc._zigzag_diff(lanes[:width], None, zz[:width], lanes.itemsize)
-        cc._zigzag_diff(lanes[width:], lanes[:-width], zz[width:], lanes.itemsize)
-    return zz
-
-
-@pytest.mark.parametrize("split", [96, 4096, 1 << 20])
-@pytest.mark.parametrize("itemsize", [2, 4, 8])
-@pytest.mark.parametrize("width", [1, 3, 700])
-def test_deltas_made_block_by_block_are_the_whole_chunk_deltas(
-    split: int, itemsize: int, width: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """encode_rows and encode_delta compute their differences block by block while splitting:
-    the payload is byte for byte the planes of the whole-chunk differences, whether a row is
-    narrower or wider than a block, and it decodes back to the input."""
-    monkeypatch.setattr(cc, "SPLIT_BYTES", split)
-    rng = np.random.default_rng(width * itemsize)
-    dtype = cc._UINT[itemsize]
-    lanes = np.cumsum(rng.integers(0, 50, (40, width)), axis=0).astype(dtype).reshape(-1)
-    base = (lanes + rng.integers(0, 3, len(lanes)).astype(dtype)).astype(dtype)
-    raw = memoryview(lanes.view(np.uint8))
-    for enc, zz in (
-        (cc.encode_rows(raw, itemsize, width * itemsize, 7), _whole_zigzag(lanes, None, width)),
-        (cc.encode_delta(raw, base.view(np.uint8), itemsize, 7), _whole_zigzag(lanes, base, width)),
-    ):
-        assert enc is not None
-        assert bytes(enc.payload) == bytes(cc._pack_planes(zz, itemsize, 7)[0])
-        out = np.empty(len(raw), dtype=np.uint8)
-        cc.decode_into(
-            enc.codec, enc.itemsize, enc.payload, len(raw), out, base=base.view(np.uint8), stride=enc.stride
-        )
-        assert out.tobytes() == raw.tobytes()
-
-
 @pytest.mark.parametrize("kind", ["tiny", "bytes", "noise"])
 def test_check_from_key_on_the_paths_without_planes(kind: str) -> None:
     raw = {
