@@ -2,8 +2,10 @@
 
 The runner imports every `benchmarks/bench_*.py` module that exposes `run(quick: bool) -> list[dict]`
 (rows with scenario, size, seconds, throughput, unit, limit_name, ratio, peak_rss_mb), prints one
-table and writes all rows (with extra keys) to a JSON file. A module that fails is reported as a
-row with its error and the others still run.
+table and writes all rows (with extra keys) to a JSON file, rewritten after each module. A module
+that fails is reported as a row with its error and the others still run; Ctrl-C stops the run but
+still prints and writes the rows so far. Exit status: 0, 1 if a module failed or a row is
+malformed (see common.row_problems), 2 for bad arguments, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .common import RESULTS
+from .common import RESULTS, row_problems
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,6 +34,30 @@ def discover() -> list[str]:
     names = sorted(p.stem for p in HERE.glob("bench_*.py"))
     order = ["bench_storage", "bench_trajectory", "bench_versions", "bench_startup"]
     return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
+
+
+def default_json(quick: bool, only: list[str]) -> Path:
+    """Where the rows go without --json: a partial (--only) run never replaces a whole run's file."""
+    return RESULTS / f"latest{'-quick' if quick else ''}{'-only' if only else ''}.json"
+
+
+def _finite(value: Any) -> Any:
+    """The value with NaN and infinities (not JSON) as None, through lists and dicts."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Strict JSON (non-finite numbers as null), written whole then renamed into place."""
+    text = json.dumps(_finite(doc), indent=1, default=str, allow_nan=False) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def environment() -> dict[str, Any]:
@@ -122,14 +148,50 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes only (about two minutes)")
-    parser.add_argument("--json", type=Path, default=None, help="where to write the rows as JSON")
-    parser.add_argument("--only", action="append", default=[], help="run modules whose name contains this")
+    doc_first_line = (__doc__ or "python -m benchmarks").splitlines()[0]
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=doc_first_line)
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller models and version counts (about 100 s on 2 cores)"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="where to write the rows as JSON (default: benchmarks/results/latest[-quick][-only].json)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only the modules whose name contains NAME (repeatable): " + ", ".join(discover()),
+    )
     args = parser.parse_args(argv)
-    modules = [m for m in discover() if not args.only or any(o in m for o in args.only)]
+    known = discover()
+    unknown = [o for o in args.only if not any(o in m for m in known)]
+    if unknown:
+        parser.error(f"--only {', '.join(unknown)}: no such module (there are: {', '.join(known)})")
+    path: Path = args.json or default_json(args.quick, args.only)
+    if path.is_dir():
+        parser.error(f"--json {path}: is a directory (give a file name)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    modules = [m for m in known if not args.only or any(o in m for o in args.only)]
     rows: list[dict[str, Any]] = []
+    env = environment()
     started = time.perf_counter()
+    interrupted = False
+
+    def save() -> None:
+        doc = {
+            "quick": args.quick,
+            "only": args.only,
+            "environment": env,
+            "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "total_seconds": time.perf_counter() - started,
+            "rows": rows,
+        }
+        write_json(path, doc)
+
     for name in modules:
         t0 = time.perf_counter()
         print(f"running {name} ...", file=sys.stderr, flush=True)
@@ -139,26 +201,35 @@ def main(argv: list[str] | None = None) -> int:
             for r in got:
                 r.setdefault("module", name)
             rows.extend(got)
+        except KeyboardInterrupt:
+            interrupted = True
+            rows.append({"scenario": name, "size": "", "module": name, "error": "interrupted (Ctrl-C)"})
         except Exception as exc:  # one broken scenario must not hide the others
             traceback.print_exc()
             rows.append(
                 {"scenario": name, "size": "", "module": name, "error": f"{type(exc).__name__}: {exc}"}
             )
         print(f"  {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        save()  # a crash or Ctrl-C later still leaves this module's rows
+        if interrupted:
+            break
     print()
     print_table(rows)
     total = time.perf_counter() - started
     print(
         f"\n{len(rows)} rows in {total:.0f} s; "
         "ratio = our throughput / the limit's, same run (higher is better); cpu = CPU seconds of this\n"
-        "process, all threads; peak RSS includes file pages SQLite maps; heap+ = rise of anonymous RSS"
+        "process (all threads) and of the child processes it waited for; peak RSS includes file pages\n"
+        "SQLite maps; heap+ = rise of anonymous RSS"
     )
-    path = args.json or RESULTS / ("latest-quick.json" if args.quick else "latest.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"quick": args.quick, "environment": environment(), "total_seconds": total, "rows": rows}
-    path.write_text(json.dumps(doc, indent=1, default=str, allow_nan=True) + "\n")
+    save()
     print(f"JSON: {path}")
-    return 0
+    problems = [p for r in rows for p in row_problems(r)]
+    for problem in problems:
+        print(f"malformed row: {problem}", file=sys.stderr)
+    if interrupted:
+        return 130
+    return 1 if problems or any("error" in r for r in rows) else 0
 
 
 if __name__ == "__main__":

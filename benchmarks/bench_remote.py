@@ -12,10 +12,10 @@ training job pays to learn that there is nothing to send.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ def _family(db: mvcdb.Database, versions: int, backbone_bytes: int, head_bytes: 
             metadata={"epoch": i},
             parent=prev,
         )
+    assert prev is not None, "no versions recorded"
     db.tag(prev, "latest")
 
 
@@ -111,9 +112,15 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 copy_in = measure(lambda: _copy_in(url, payloads), 3)
                 copy_out = measure(lambda: _copy_out(url), 3)
             payloads.clear()
-            with _database(admin, cluster.url) as url:
+            with contextlib.ExitStack() as remotes:
+                urls: list[str] = []
+
+                def fresh_remote() -> None:  # every push goes to an empty database
+                    urls.append(remotes.enter_context(_database(admin, cluster.url)))
+
                 with mvcdb.open(src_path, readonly=True) as src:
-                    push = measure(lambda: src.push(url), 1)
+                    push = measure(lambda: src.push(urls[-1]), 3, setup=fresh_remote)
+                    url = urls[-1]
                     noop = measure(lambda: src.push(url), 3)
                 rows.append(
                     row("remote push", size, push, sent / MB, "MB/s", "COPY FROM STDIN", copy_in.seconds)
@@ -131,14 +138,22 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     )
                 )
                 dest = tmp / "dest.db"
-                pull = measure(lambda: _pull_fresh(dest, url), 1, teardown=lambda: remove_db(dest))
+                pulling: list[mvcdb.Database] = []
+
+                def fresh_dest() -> None:  # creating the empty file is not timed
+                    remove_db(dest)
+                    pulling.append(mvcdb.open(dest))
+
+                pull = measure(
+                    lambda: pulling[-1].pull(url), 3, setup=fresh_dest, teardown=lambda: pulling.pop().close()
+                )
                 rows.append(
                     row("remote pull", size, pull, sent / MB, "MB/s", "COPY TO STDOUT", copy_out.seconds)
                 )
                 lazy = tmp / "lazy.db"
                 from mvcdb.remote.transfer import clone
 
-                clone_t = measure(lambda: clone(url, lazy, lazy=True), 1)
+                clone_t = measure(lambda: clone(url, lazy, lazy=True), 3, setup=lambda: remove_db(lazy))
                 rows.append(
                     row(
                         "remote clone --lazy",
@@ -155,9 +170,3 @@ def run(quick: bool) -> list[dict[str, Any]]:
     finally:
         cluster.stop()
     return rows
-
-
-def _pull_fresh(dest: Path, url: str) -> None:
-    remove_db(dest)
-    with mvcdb.open(dest) as db:
-        db.pull(url)

@@ -30,10 +30,10 @@ from .common import CACHE, measure, remove_db, row, scratch
 CACHE_FORMAT = 4
 
 
-def build_versions_db(n: int, shape: str) -> Path:
+def build_versions_db(n: int, shape: str, cache: Path = CACHE) -> Path:
     """A file of n versions whose lineage is a chain or a random tree (cached; built in seconds)."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"versions-{shape}-{n}-v{CACHE_FORMAT}.db"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"versions-{shape}-{n}-v{CACHE_FORMAT}.db"
     if path.exists():
         return path
     tmp = path.with_suffix(".tmp")
@@ -89,6 +89,14 @@ def _small_params(i: int) -> dict[str, Any]:
     return {"m": np.float64(0.5 + i * 1e-6), "b": np.float64(-0.1), "w": np.full(10, i, dtype=np.float32)}
 
 
+def _small_metrics(i: int) -> dict[str, float]:
+    return {"val_loss": 1.0 / (i + 1), "acc": 0.5, "mse": 0.1}
+
+
+def _small_metadata(i: int) -> dict[str, Any]:
+    return {"lr": 0.01, "epoch": i, "train_set": "train.csv"}
+
+
 def _record_small(path: Path, n: int, batch: bool = False) -> None:
     with mvcdb.open(path) as db, db.batch() if batch else contextlib.nullcontext():
         parent = None
@@ -96,22 +104,22 @@ def _record_small(path: Path, n: int, batch: bool = False) -> None:
             parent = db.record(
                 "small",
                 _small_params(i),
-                metrics={"val_loss": 1.0 / (i + 1), "acc": 0.5, "mse": 0.1},
-                metadata={"lr": 0.01, "epoch": i, "train_set": "train.csv"},
+                metrics=_small_metrics(i),
+                metadata=_small_metadata(i),
                 parent=parent,
             )
 
 
 def _plain_small(path: Path, n: int, batch: bool = False) -> None:
-    """The same rows in plain sqlite3, one transaction per version (what atomic versions need),
-    or all in one transaction (what db.batch() does)."""
+    """The same rows in plain sqlite3 (a version row with its metadata, its three metrics, its
+    three tensors' bytes, its parent link), one transaction per version (what atomic versions
+    need) or all in one transaction (what db.batch() does)."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute(
-        "CREATE TABLE v (id INTEGER PRIMARY KEY, model TEXT, created TEXT, metadata TEXT, blob BLOB)"
-    )
+    conn.execute("CREATE TABLE v (id INTEGER PRIMARY KEY, model TEXT, created TEXT, metadata TEXT)")
     conn.execute("CREATE TABLE m (vid INTEGER, name TEXT, value REAL, PRIMARY KEY (vid, name))")
+    conn.execute("CREATE TABLE t (vid INTEGER, name TEXT, data BLOB, PRIMARY KEY (vid, name))")
     conn.execute("CREATE TABLE l (child INTEGER, parent INTEGER, PRIMARY KEY (child, parent))")
     if batch:
         conn.execute("BEGIN IMMEDIATE")
@@ -119,16 +127,17 @@ def _plain_small(path: Path, n: int, batch: bool = False) -> None:
         if not batch:
             conn.execute("BEGIN IMMEDIATE")
         cur = conn.execute(
-            "INSERT INTO v (model, created, metadata, blob) VALUES (?, ?, ?, ?)",
-            (
-                "small",
-                time.time(),
-                json.dumps({"lr": 0.01, "epoch": i}),
-                np.full(10, i, np.float32).tobytes(),
-            ),
+            "INSERT INTO v (model, created, metadata) VALUES (?, ?, ?)",
+            ("small", time.time(), json.dumps(_small_metadata(i))),
         )
         vid = int(cur.lastrowid or 0)
-        conn.executemany("INSERT INTO m VALUES (?, ?, ?)", [(vid, "val_loss", 1.0), (vid, "acc", 0.5)])
+        conn.executemany(
+            "INSERT INTO m VALUES (?, ?, ?)", [(vid, k, v) for k, v in _small_metrics(i).items()]
+        )
+        conn.executemany(
+            "INSERT INTO t VALUES (?, ?, ?)",
+            [(vid, k, np.asarray(a).tobytes()) for k, a in _small_params(i).items()],
+        )
         if i:
             conn.execute("INSERT INTO l VALUES (?, ?)", (vid, vid - 1))
         if not batch:
@@ -177,8 +186,8 @@ def _listing(path: Path, n: int, repeats: int) -> list[dict[str, Any]]:
                 pass
 
         t_filter = measure(filtered, repeats)
-        t_all = measure(everything, max(1, repeats // 2))
-        t_built = measure(everything_built, max(1, repeats // 2))
+        t_all = measure(everything, 3)
+        t_built = measure(everything_built, 3)
         sql = (
             "SELECT v.vid FROM versions v JOIN metrics m ON m.vid = v.vid AND m.name = 'val_loss'"
             " WHERE m.value < 0.2 ORDER BY m.value LIMIT 100"
@@ -189,7 +198,7 @@ def _listing(path: Path, n: int, repeats: int) -> list[dict[str, Any]]:
                 "SELECT vid, id, model, message, author, created_at, metadata FROM versions"
                 " ORDER BY created_at DESC"
             ).fetchall(),
-            max(1, repeats // 2),
+            3,
         )
     size = f"{n:,} versions"
     out.append(
@@ -250,7 +259,7 @@ def _ancestors(chain: Path, tree: Path, n: int, repeats: int) -> list[dict[str, 
         assert len(got) == n - 1
         t = measure(lambda: db.ancestors(tip), repeats)
         t_cte = measure(lambda: _cte(db.conn, n), repeats)
-        t_built = measure(lambda: list(db.ancestors(tip)), max(1, repeats // 2))
+        t_built = measure(lambda: list(db.ancestors(tip)), 3)
     out.append(
         row(
             "ancestors of a chain's tip (all of them)",
@@ -306,6 +315,9 @@ def _ancestors(chain: Path, tree: Path, n: int, repeats: int) -> list[dict[str, 
             met=per <= 1e-3,
             note=f"mean depth {depth:.1f}",
             peak_rss_mb=t.peak_mb,
+            anon_rise_mb=t.anon_rise_mb,
+            cpu_seconds=t.cpu_seconds / len(ids),
+            runs=[r / len(ids) for r in t.runs],
         )
     )
     return out
@@ -321,28 +333,50 @@ with mvcdb.open(path) as db:
 """
 
 
-def _writers(path: Path, writers: int, each: int) -> float:
-    remove_db(path)
-    mvcdb.open(path).close()
-    start = time.perf_counter()
+def _writers(path: Path, writers: int, each: int) -> None:
+    """Start the writer processes and wait for them all (the timed part)."""
     procs = [
         subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(each), str(k)]) for k in range(writers)
     ]
-    for p in procs:
-        if p.wait() != 0:
-            raise RuntimeError("a concurrent writer failed")
-    seconds = time.perf_counter() - start
+    try:
+        for p in procs:
+            if p.wait() != 0:
+                raise RuntimeError("a concurrent writer failed")
+    finally:  # an interrupted or failed run leaves no writer behind
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _fresh_file(path: Path) -> None:
+    remove_db(path)
+    mvcdb.open(path).close()
+
+
+def _check_count(path: Path, expected: int) -> None:
     with mvcdb.open(path, readonly=True) as db:
         count = db.conn.execute("SELECT count(*) FROM versions").fetchone()[0]
-    if count != writers * each:
-        raise RuntimeError(f"lost versions: {count} of {writers * each}")
-    return seconds
+    if count != expected:
+        raise RuntimeError(f"lost versions: {count} of {expected}")
 
 
-def _concurrency(work: Path, each: int) -> dict[str, Any]:
+def _concurrency(work: Path, each: int, repeats: int) -> dict[str, Any]:
+    """Eight writer processes against one, on the same number of versions; creating the file and
+    counting its versions afterwards are not timed."""
     path = work / "conc.db"
-    t8 = measure(lambda: _writers(path, 8, each), 1)
-    t1 = measure(lambda: _writers(path, 1, 8 * each), 1)
+    t8 = measure(
+        lambda: _writers(path, 8, each),
+        repeats,
+        setup=lambda: _fresh_file(path),
+        teardown=lambda: _check_count(path, 8 * each),
+    )
+    t1 = measure(
+        lambda: _writers(path, 1, 8 * each),
+        repeats,
+        setup=lambda: _fresh_file(path),
+        teardown=lambda: _check_count(path, 8 * each),
+    )
     return row(
         "8 concurrent writer processes, total",
         f"8 x {each} versions",
@@ -351,7 +385,9 @@ def _concurrency(work: Path, each: int) -> dict[str, Any]:
         "versions/s",
         "1 writer, same number of versions",
         t1.seconds,
-        note="includes 8 interpreter start-ups; every version is checked to have landed",
+        note="includes 8 interpreter start-ups (1 for the limit); every version is checked to have landed",
+        peak_rss_mb=None,  # the writers' memory is not measured (cpu: theirs, they are waited for)
+        anon_rise_mb=None,
     )
 
 
@@ -366,7 +402,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             tree = build_versions_db(n, "tree")
             chain = build_versions_db(n, "chain")
             out.extend(_listing(tree, n, repeats))
-            if hasattr(mvcdb.Database, "ancestors"):
-                out.extend(_ancestors(chain, tree, n, repeats))
-        out.append(_concurrency(work, 50 if quick else 250))
+            out.extend(_ancestors(chain, tree, n, repeats))
+        for each in (20, 50) if quick else (50, 250):
+            out.append(_concurrency(work, each, 3))
     return out

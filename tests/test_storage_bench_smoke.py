@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 
 @pytest.mark.slow
@@ -39,14 +41,15 @@ def test_quick_startup_scenario_writes_rows(tmp_path: Path) -> None:
         ):
             assert key in r
     assert "mvcdb --help start-up" in proc.stdout
+    assert "TUI first screen from a fresh process" in proc.stdout
+    from benchmarks.common import row_problems
+
+    assert [p for r in rows for p in row_problems(r)] == []
 
 
 def test_runner_discovers_every_scenario_module() -> None:
-    sys.path.insert(0, str(ROOT))
-    try:
-        from benchmarks.__main__ import discover
-    finally:
-        sys.path.remove(str(ROOT))
+    from benchmarks.__main__ import discover
+
     names = discover()
     assert names[:4] == ["bench_storage", "bench_trajectory", "bench_versions", "bench_startup"]
     for name in names:
