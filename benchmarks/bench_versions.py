@@ -27,7 +27,7 @@ from mvcdb.manifest import version_id
 from .common import CACHE, measure, remove_db, row, scratch
 
 #: Bump when the cached files' content changes.
-CACHE_FORMAT = 4
+CACHE_FORMAT = 5
 
 
 def build_versions_db(n: int, shape: str, cache: Path = CACHE) -> Path:

@@ -1,14 +1,18 @@
 """MvcdbApp: browse, compare, tag and export the versions of one mvcdb file (`mvcdb tui`).
 
 The UI thread never touches SQLite except for one cheap `PRAGMA data_version` poll; every query
-runs in a thread worker with its own read-only connection and posts its result back.
+runs in a thread worker with its own read-only connection and posts its result back (the first
+rows in a plain thread begun in compose, so that they can be in the first paint).
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from rich.text import Text
 from textual import events, on, work
@@ -33,6 +37,7 @@ from .data import (
     Lineage,
     counted,
     export_params,
+    first_page_size,
     load_detail,
     load_lineage,
     load_page,
@@ -54,6 +59,8 @@ if TYPE_CHECKING:
 
 #: Rows reloaded at most when the file changes under us (the rest load again on scroll).
 MAX_RELOAD_ROWS = 20 * PAGE_SIZE
+#: The table's sort at start-up: (column, descending).
+INITIAL_SORT = ("when", True)
 #: Columns that sort newest/largest first on the first press.
 DESCENDING_FIRST = {"when"}
 #: Below this many terminal rows the trajectory chart is hidden (sparklines remain).
@@ -62,11 +69,34 @@ COMPACT_HEIGHT = 30
 MAIN_ACTIONS = {action for _, action, _, _, _ in MAIN_KEYS if action != "help"} | {"clear_filter"}
 FILTER_HINT = "filter: val_loss<0.2 model=linreg tag=production author=bob words (enter applies, esc clears)"
 
+T = TypeVar("T")
+
+
+def in_thread(fn: Callable[[], T]) -> Future[T]:
+    """Run fn in a daemon thread now, before Textual's workers can (they start with the event loop)."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed over with the future, re-raised there
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="mvcdb-first-rows", daemon=True).start()
+    return future
+
 
 class FilterInput(Input):
     """The `/` filter box: enter applies, escape clears and hides it."""
 
     BINDINGS = [Binding("escape", "app.clear_filter", "Clear filter", show=False)]
+
+    def allow_focus(self) -> bool:
+        """Only while shown: Textual's start-up focus goes to the first focusable widget before CSS
+        hides this one, and moving it on to the table restyled the screen twice (~10 ms)."""
+        return self.has_class("shown") and super().allow_focus()
 
 
 class MvcdbApp(App[None]):
@@ -83,6 +113,8 @@ class MvcdbApp(App[None]):
     POLL_SECONDS = 0.5
     #: Seconds the cursor must rest on a row before its detail loads (keeps fast scrolling cheap).
     DETAIL_DELAY = 0.12
+    #: Seconds the first paint waits at most for the first rows (a slow file paints "loading" first).
+    FIRST_ROWS_WAIT = 0.1
 
     table: VersionsTable
     lineage: LineagePane
@@ -108,10 +140,14 @@ class MvcdbApp(App[None]):
         self._data_version: int | None = None
         self._detail_timer: Timer | None = None
         self._file_changed = False
+        #: The first rows, read in a thread from compose on, and how many were asked for.
+        self._first_page: tuple[Future[list[Version]], int] | None = None
+        self._watch_error: str | None = None
 
     # -- layout --------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        self._start_reading()
         yield Header(icon="◆")
         yield FilterInput(
             placeholder="filter: val_loss<0.2 model=linreg tag=production author=bob words", id="filter"
@@ -124,21 +160,32 @@ class MvcdbApp(App[None]):
         yield Static("", id="status")
         yield KeyBar(id="keys")
 
+    def _start_reading(self) -> None:
+        """Before the screen is built: watch the file (its data_version read before any rows, so no
+        change is missed) and read the first rows in a thread meanwhile, for the first paint."""
+        if self._first_page is not None or self._generation:
+            return  # composed again: the file is watched and read already
+        try:
+            self._watch = mvcdb.open(self.db_path, readonly=True)
+            self._data_version = self._read_data_version()
+        except (MvcdbError, sqlite3.Error) as exc:
+            self._watch_error = str(exc)
+        limit = first_page_size(self.size.height)
+        order = order_key(*INITIAL_SORT) or "-created_at"
+        self._first_page = (in_thread(lambda: load_page(self.db_path, [], order, 0, limit)), limit)
+
     def on_mount(self) -> None:
         # The main screen's panes, kept: they are reached whatever screen is on top (and at exit).
         self.table = self.query_one("#versions", VersionsTable)
         self.lineage = self.query_one("#lineage", LineagePane)
         self.detail = self.query_one("#detail", DetailPane)
         table = self.table
-        table.sort_column, table.sort_desc = "when", True
+        table.sort_column, table.sort_desc = INITIAL_SORT
         table.set_columns([])
         table.focus()
-        self.reload()
-        try:
-            self._watch = mvcdb.open(self.db_path, readonly=True)
-            self._data_version = self._read_data_version()
-        except (MvcdbError, sqlite3.Error) as exc:
-            self.notify(str(exc), title="cannot watch the file", severity="error", markup=False)
+        self._show_first_rows()
+        if self._watch_error is not None:
+            self.notify(self._watch_error, title="cannot watch the file", severity="error", markup=False)
         self.set_interval(self.POLL_SECONDS, self._poll)
 
     def on_resize(self, event: events.Resize) -> None:
@@ -165,6 +212,23 @@ class MvcdbApp(App[None]):
         table = self.table
         return order_key(table.sort_column or "when", table.sort_desc)
 
+    def _show_first_rows(self) -> None:
+        """The rows read since compose, in the first paint: nothing is on screen yet, so waiting a
+        moment for them (the UI thread idle, the reading thread has the GIL to itself) beats painting
+        an empty table, then the rows. A slow file gets its rows shown by a worker when they come."""
+        if self._first_page is None:
+            self.reload()
+            return
+        (page, limit), self._first_page = self._first_page, None
+        self._generation += 1
+        self.loading = True
+        wait([page], timeout=self.FIRST_ROWS_WAIT)
+        if page.done() and page.exception() is None:
+            self._apply_rows(self._generation, [], 0, limit, page.result())
+        else:
+            self._load_rows(self._generation, [], self.order_by() or "-created_at", 0, limit, page)
+            self._update_status()
+
     def reload(self, keep_rows: int = PAGE_SIZE, *, changed: bool = False) -> None:
         """Fetch the first rows again (new filter or sort; changed: the file changed too)."""
         self._generation += 1
@@ -186,19 +250,46 @@ class MvcdbApp(App[None]):
         self._update_status()
 
     @work(thread=True, group="rows", exit_on_error=False)
-    def _load_rows(self, generation: int, where: list[str], order: str, offset: int, limit: int) -> None:
+    def _load_rows(
+        self,
+        generation: int,
+        where: list[str],
+        order: str,
+        offset: int,
+        limit: int,
+        pending: Future[list[Version]] | None = None,
+    ) -> None:
+        """Read rows (or wait for a read already begun: pending) and show them from the UI thread."""
         try:
-            versions = load_page(self.db_path, where, order, offset, limit)
+            if pending is not None:
+                versions = pending.result()
+            else:
+                versions = load_page(self.db_path, where, order, offset, limit)
         except Exception as exc:  # noqa: BLE001 - a bad filter or an unreadable file: say so
             self.call_from_thread(self._rows_failed, generation, str(exc))
             return
         self.call_from_thread(self._apply_rows, generation, where, offset, limit, versions)
-        if offset == 0:
-            try:
-                names = model_names(self.db_path)
-            except Exception:  # noqa: BLE001 - only used to read bare words in the filter
-                return
-            self.call_from_thread(setattr, self, "models", names)
+
+    def _after_paint(self, generation: int, rest: bool) -> None:
+        """Right after new rows are painted: read the model names (for the filter) and, after the
+        short first page (rest), the rest of that page (PAGE_SIZE rows in all, as one page has);
+        neither once a newer filter, sort or refresh has begun, or the app is closing."""
+        if generation != self._generation or not self.is_running:
+            return
+        self._load_models()
+        if rest:
+            shown = self.table.row_count
+            order = self.order_by() or "-created_at"
+            self._load_rows(generation, list(self.where), order, shown, PAGE_SIZE - shown)
+
+    @work(thread=True, exclusive=True, group="models", exit_on_error=False)
+    def _load_models(self) -> None:
+        """The model names, to read bare words in the filter (after the rows' paint: they wait)."""
+        try:
+            names = model_names(self.db_path)
+        except Exception:  # noqa: BLE001 - only used to read bare words in the filter
+            return
+        self.call_from_thread(setattr, self, "models", names)
 
     def _rows_failed(self, generation: int, message: str) -> None:
         """Say why; a new filter that failed is not adopted (the rows, status and filter stay)."""
@@ -243,6 +334,9 @@ class MvcdbApp(App[None]):
                 self._file_changed = False
             else:
                 self._clear_selection()
+            rest = self.more and len(versions) < PAGE_SIZE  # the short first page
+            self.loading = rest  # until the rest has come
+            self.call_after_refresh(self._after_paint, generation, rest)
         else:
             table.add_versions(versions)
         self._update_status()

@@ -26,6 +26,9 @@ from mvcdb.models import TagMove, TensorInfo, Version
 
 #: Rows fetched per page of the versions table (more are fetched as the cursor nears the end).
 PAGE_SIZE = 200
+#: The first page at start-up is only what the screen can show (at least this many rows); the rest
+#: of PAGE_SIZE follows right after the first paint.
+MIN_FIRST_ROWS = 24
 #: At most this many metric columns in the versions table (the most common names first).
 MAX_METRIC_COLUMNS = 4
 #: The lineage pane draws at most this many versions of a model (the newest ones).
@@ -121,6 +124,12 @@ def load_page(
     """One page of versions, as the table shows them."""
     with reading(path) as db:
         return list(db.versions(where=list(where), order_by=order_by, limit=limit, offset=offset))
+
+
+def first_page_size(screen_rows: int) -> int:
+    """Rows to read before the first paint: as many as the terminal is tall (the table, inside it,
+    shows fewer), so the screen is full; each row costs measuring and drawing before it shows."""
+    return min(PAGE_SIZE, max(MIN_FIRST_ROWS, screen_rows))
 
 
 def model_names(path: str | Path) -> list[str]:

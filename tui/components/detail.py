@@ -3,43 +3,77 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
+from textual.widget import Widget
 from textual.widgets import DataTable, Label, Select, Static
 
 from ..data import Detail, counted, metric_text, short, size_text, sparkline
-from .chart import TrajectoryChart
+
+if TYPE_CHECKING:
+    from .chart import TrajectoryChart
 
 #: Metadata longer than this (as indented JSON) is cut, with a note.
 MAX_METADATA_LINES = 40
 
 
 class DetailPane(VerticalScroll):
-    """Shows a Detail; the parameter norms and the chart's series arrive separately."""
+    """Shows a Detail; the parameter norms and the chart's series arrive separately.
+
+    Only the facts are there for the first paint: the parameters table, the series chooser and the
+    chart (~50 ms of Textual's mounting and styling at start-up, and ~40 ms to import plotext) are
+    mounted right after it, before the first version's detail can have loaded; one that loads
+    sooner is filled in then.
+    """
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
         super().__init__(id=id)
         self.detail: Detail | None = None
         self._series_names: list[str] = []
+        self._chart: TrajectoryChart | None = None
+        #: The parameter norms of the shown version, once they are known.
+        self._norms: dict[str, float] | None = None
+        self._body_mounted = False
         self.border_title = "detail"
 
     def compose(self) -> ComposeResult:
         yield Static("Select a version.", id="info")
-        yield Label("parameters", classes="section")
+
+    def on_mount(self) -> None:
+        """Leave the rest of the pane until the first paint is done."""
+        self.call_after_refresh(self._mount_body)
+
+    async def _mount_body(self) -> None:
+        """Mount the parts below the facts (after the first paint), then show the detail in them
+        (not when the app is closing: its new widgets would never be composed)."""
+        if not self.app.is_running:
+            return
+        await self.mount_all(self._body())
+        self._body_mounted = True
+        if self.detail is not None and self.app.is_running:
+            self._fill_body(self.detail)
+
+    def _body(self) -> list[Widget]:
+        """The parameters table, the series chooser and the chart (plotext is imported here)."""
+        from .chart import TrajectoryChart
+
         params: DataTable[str | Text] = DataTable(id="params", cursor_type="row", show_cursor=False)
         params.add_column("name", key="name")
         params.add_column("dtype", key="dtype")
         params.add_column("shape", key="shape")
         params.add_column("size", key="size")
         params.add_column("norm", key="norm")
-        yield params
-        with Horizontal(id="series-bar"):
-            yield Label("trajectory ", classes="section")
-            yield Select[str]([], prompt="series", id="series", allow_blank=True)
-        yield TrajectoryChart(id="chart")
+        series_bar = Horizontal(
+            Label("trajectory ", classes="section"),
+            Select[str]([], prompt="series", id="series", allow_blank=True),
+            id="series-bar",
+        )
+        self._chart = TrajectoryChart(id="chart")
+        return [Label("parameters", classes="section"), params, series_bar, self._chart]
 
     def show_loading(self, version_id: str) -> None:
         """Say which version is loading, in the border only (no relayout while the cursor moves)."""
@@ -48,20 +82,30 @@ class DetailPane(VerticalScroll):
     def clear(self) -> None:
         """Show no version: no facts, parameters, series or chart of the one shown before."""
         self.detail = None
+        self._norms = None
         self.border_title = "detail"
         self.border_subtitle = ""
         self.query_one("#info", Static).update("No version selected.")
+        if not self._body_mounted:
+            return
         self.query_one("#params", DataTable).clear()
         self._series_names = []
         self.query_one("#series", Select).set_options([])
-        self.query_one(TrajectoryChart).blank("")
+        if self._chart is not None:
+            self._chart.blank("")
 
     def show(self, detail: Detail) -> None:
         """Fill every part of the pane from a freshly loaded Detail."""
         self.detail = detail
+        self._norms = None
         self.border_title = f"detail · {detail.version.short_id}"
         self.border_subtitle = ""
         self.query_one("#info", Static).update(self._info(detail))
+        if self._body_mounted:
+            self._fill_body(detail)
+
+    def _fill_body(self, detail: Detail) -> None:
+        """The parameters (norms to come, unless known), the series chooser and the chart."""
         params = self.query_one("#params", DataTable)
         params.clear()
         for t in detail.tensors:
@@ -74,6 +118,8 @@ class DetailPane(VerticalScroll):
                 Text("…", justify="right", style="dim"),
                 key=t.name,
             )
+        if self._norms is not None:
+            self._show_norms(self._norms)
         select: Select[str] = self.query_one("#series", Select)
         names = list(detail.series)
         if names != self._series_names:
@@ -83,13 +129,19 @@ class DetailPane(VerticalScroll):
             preferred = next((n for n in names if "loss" in n), names[0])
             select.value = preferred
             self.plot(preferred)
-        else:
-            self.query_one(TrajectoryChart).blank("no trajectory recorded")
+        elif self._chart is not None:
+            self._chart.blank("no trajectory recorded")
 
     def set_norms(self, version_id: str, norms: dict[str, float]) -> None:
         """Fill the norm column (computed in a worker, as it reads every tensor's bytes)."""
         if self.detail is None or self.detail.version.id != version_id:
             return
+        self._norms = norms
+        if self._body_mounted:
+            self._show_norms(norms)
+
+    def _show_norms(self, norms: dict[str, float]) -> None:
+        """Put the norms in the parameters table ('—' where none was computed: too big in all)."""
         params = self.query_one("#params", DataTable)
         for name in [str(k.value) for k in params.rows]:
             text = metric_text(norms[name]) if name in norms else "—"
@@ -97,11 +149,12 @@ class DetailPane(VerticalScroll):
 
     def plot(self, series: str) -> None:
         """Draw the chosen series of the shown version."""
-        if self.detail is None or self.detail.steps is None or series not in self.detail.series:
+        chart, detail = self._chart, self.detail
+        if chart is None or detail is None or detail.steps is None or series not in detail.series:
             return
-        self.query_one(TrajectoryChart).plot(
-            f"{series} · {self.detail.version.short_id}",
-            [(self.detail.version.short_id, self.detail.steps, self.detail.series[series])],
+        chart.plot(
+            f"{series} · {detail.version.short_id}",
+            [(detail.version.short_id, detail.steps, detail.series[series])],
         )
 
     def on_select_changed(self, event: Select.Changed) -> None:

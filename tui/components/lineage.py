@@ -20,7 +20,7 @@ class LineagePane(Tree[str]):
     """Tree whose node data is the full version id it stands for."""
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
-        super().__init__("lineage", id=id)
+        super().__init__(Text("lineage"), id=id)  # Text: no markup to read (see VersionsTable)
         self.model: str | None = None
         self.nodes: dict[str, TreeNode[str]] = {}
         self.show_root = False
