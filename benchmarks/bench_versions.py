@@ -147,6 +147,10 @@ def _plain_small(path: Path, n: int, batch: bool = False) -> None:
     conn.close()
 
 
+#: The size the issue's small-versions target (>= 2,000 versions/s) is set for.
+TARGET_VERSIONS = 10_000
+
+
 def _small_versions(work: Path, n: int, repeats: int) -> list[dict[str, Any]]:
     return [_small_versions_row(work, n, repeats, batch) for batch in (False, True)]
 
@@ -164,8 +168,10 @@ def _small_versions_row(work: Path, n: int, repeats: int, batch: bool) -> dict[s
         "versions/s",
         "sqlite3, same rows, 1 txn" if batch else "sqlite3, same rows, 1 txn/version",
         t_plain.seconds,
-        target=">= 2,000 versions/s",
-        met=n / t.seconds >= 2000,
+        # the issue sets the target at 10,000 versions; fewer pay open() and close() (its
+        # checkpoint: 0.1-0.2 s) over fewer versions, as the trajectory's smaller size does
+        target=">= 2,000 versions/s" if n >= TARGET_VERSIONS else "(target: 10,000 versions)",
+        met=n / t.seconds >= 2000 if n >= TARGET_VERSIONS else None,
         note="one transaction for all" if batch else "one transaction (commit) per version",
     )
 
