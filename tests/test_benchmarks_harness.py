@@ -34,6 +34,16 @@ def cheap_reset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(common, "reset_peak", lambda: common._vm("VmRSS"))
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """A fake perf_counter for measure(): tests move clock[0] to say how long things took."""
+    now = [0.0]
+    monkeypatch.setattr(
+        common, "time", types.SimpleNamespace(perf_counter=lambda: now[0], process_time=time.process_time)
+    )
+    return now
+
+
 # -- rows ----------------------------------------------------------------------------------------
 
 
@@ -61,13 +71,7 @@ def test_row_problems_catch_broken_rows() -> None:
     assert row_problems({"scenario": "bench_x", "size": "", "error": "boom"}) == []
 
 
-def test_measure_times_only_fn_and_takes_the_median(
-    monkeypatch: pytest.MonkeyPatch, cheap_reset: None
-) -> None:
-    clock = [0.0]
-    monkeypatch.setattr(
-        common, "time", types.SimpleNamespace(perf_counter=lambda: clock[0], process_time=time.process_time)
-    )
+def test_measure_times_only_fn_and_takes_the_median(clock: list[float], cheap_reset: None) -> None:
     costs = iter([5.0, 1.0, 3.0])
 
     class Result:
@@ -86,13 +90,7 @@ def test_measure_times_only_fn_and_takes_the_median(
     assert t.seconds == 3.0
 
 
-def test_measure_runs_at_least_once_and_stops_at_the_budget(
-    monkeypatch: pytest.MonkeyPatch, cheap_reset: None
-) -> None:
-    clock = [0.0]
-    monkeypatch.setattr(
-        common, "time", types.SimpleNamespace(perf_counter=lambda: clock[0], process_time=time.process_time)
-    )
+def test_measure_runs_at_least_once_and_stops_at_the_budget(clock: list[float], cheap_reset: None) -> None:
 
     def fn() -> None:
         clock[0] += 15.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +10,9 @@ import numpy as np
 import pytest
 from tui_helpers import (
     SIZE,
-    build_fixture,
     errors,
+    fixture_in,
+    private_copy,
     row_ids,
     running,
     select,
@@ -45,16 +45,13 @@ from mvcdb.tui.keys import MAIN_KEYS  # noqa: E402
 
 @pytest.fixture(scope="module")
 def fixture_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    path = tmp_path_factory.mktemp("tui") / "fixture.db"
-    return path, build_fixture(path)
+    return fixture_in(tmp_path_factory, "tui")
 
 
 @pytest.fixture
 def fx(fixture_db: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A private copy of the fixture database (tests tag and record into it)."""
-    path = tmp_path / "fixture.db"
-    shutil.copy(fixture_db[0], path)
-    return path, fixture_db[1]
+    return private_copy(fixture_db, tmp_path)
 
 
 @synchronous

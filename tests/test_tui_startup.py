@@ -4,7 +4,6 @@ what one 200-row page and an eagerly built detail pane gave; these check that it
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import threading
@@ -12,7 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tui_helpers import SIZE, build_fixture, running, started, synchronous, table_of, text_of, wait_for
+from tui_helpers import (
+    SIZE,
+    fixture_in,
+    private_copy,
+    running,
+    started,
+    synchronous,
+    table_of,
+    text_of,
+    wait_for,
+)
 
 import mvcdb
 
@@ -31,16 +40,13 @@ from mvcdb.tui.data import MIN_FIRST_ROWS, PAGE_SIZE, first_page_size, load_deta
 
 @pytest.fixture(scope="module")
 def fixture_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    path = tmp_path_factory.mktemp("tui-startup") / "fixture.db"
-    return path, build_fixture(path)
+    return fixture_in(tmp_path_factory, "tui-startup")
 
 
 @pytest.fixture
 def fx(fixture_db: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A private copy of the fixture database."""
-    path = tmp_path / "fixture.db"
-    shutil.copy(fixture_db[0], path)
-    return path, fixture_db[1]
+    return private_copy(fixture_db, tmp_path)
 
 
 def test_first_page_is_what_the_screen_can_show() -> None:

@@ -9,6 +9,7 @@ import contextlib
 import functools
 import io
 import itertools
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import numpy as np
+import pytest
 
 import mvcdb
 
@@ -115,6 +117,19 @@ def fixed_clock(start_minute: int = 0) -> Iterator[None]:
         mock.patch("mvcdb.database.current_author", lambda: AUTHOR),
     ):
         yield
+
+
+def fixture_in(tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[Path, dict[str, str]]:
+    """The fixture database built once in a fresh directory named name, and its names -> ids."""
+    path = tmp_path_factory.mktemp(name) / "fixture.db"
+    return path, build_fixture(path)
+
+
+def private_copy(fixture: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A private copy of the fixture database in tmp_path (tests tag and record into it)."""
+    path = tmp_path / "fixture.db"
+    shutil.copy(fixture[0], path)
+    return path, fixture[1]
 
 
 def _curve(n: int, start: float, end: float, wiggle: float) -> np.ndarray:
