@@ -23,9 +23,18 @@ def command(ctx: click.Context, path: str | None) -> None:
     target = Path(path) if path else db_path(ctx)
     if not target.exists():
         raise MvcdbError(f"{target} does not exist (create it with `mvcdb --db {target} init`)")
-    import mvcdb
+    import gc
 
-    mvcdb.open(target, readonly=True).close()  # a foreign or newer file is refused before the UI starts
-    from mvcdb.tui.app import MvcdbApp
+    # The imports below create ~10^5 objects that live as long as the UI: collecting between them
+    # finds nothing and costs ~35 ms of start-up (measured), and freezing them afterwards keeps the
+    # UI's own collections from walking them again.
+    gc.disable()
+    try:
+        import mvcdb
 
+        mvcdb.open(target, readonly=True).close()  # a foreign or newer file is refused before the UI
+        from mvcdb.tui.app import MvcdbApp
+    finally:
+        gc.enable()
+    gc.freeze()
     MvcdbApp(target).run()
