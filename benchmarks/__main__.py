@@ -1,11 +1,12 @@
 """`python -m benchmarks [--quick] [--json PATH] [--only NAME]`: every scenario, one table.
 
-The runner imports every `benchmarks/bench_*.py` module that exposes `run(quick: bool) -> list[dict]`
-(rows with scenario, size, seconds, throughput, unit, limit_name, ratio, peak_rss_mb), prints one
-table and writes all rows (with extra keys) to a JSON file, rewritten after each module. A module
-that fails is reported as a row with its error and the others still run; Ctrl-C stops the run but
-still prints and writes the rows so far. Exit status: 0, 1 if a module failed or a row is
-malformed (see common.row_problems), 2 for bad arguments, 130 when interrupted.
+The runner imports every `benchmarks/bench_*.py` module that exposes `run(quick: bool)`, an
+iterable of rows (scenario, size, seconds, throughput, unit, limit_name, ratio, peak_rss_mb), prints
+one table and writes all rows (with extra keys) to a JSON file, rewritten after each module. A
+module that fails is reported as a row with its error after the rows it gave before failing, and
+the others still run; Ctrl-C stops the run but still prints and writes the rows so far. Exit
+status: 0, 1 if a module failed or a row is malformed (see common.row_problems), 2 for bad
+arguments, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -197,10 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         try:
             module = importlib.import_module(f"benchmarks.{name}")
-            got = module.run(args.quick)
-            for r in got:
+            for r in module.run(args.quick):  # rows one by one: a crash later keeps them
                 r.setdefault("module", name)
-            rows.extend(got)
+                rows.append(r)
         except KeyboardInterrupt:
             interrupted = True
             rows.append({"scenario": name, "size": "", "module": name, "error": "interrupted (Ctrl-C)"})

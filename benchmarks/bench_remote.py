@@ -90,14 +90,13 @@ def _copy_out(url: str) -> int:
     return total
 
 
-def run(quick: bool) -> list[dict[str, Any]]:
+def run(quick: bool) -> Iterator[dict[str, Any]]:
     """Push, no-op push and pull of the history, against raw COPY in and out."""
     from mvcdb.remote.localpg import start_cluster
 
     versions = 20 if quick else 100
     backbone = (19 if quick else 90) * MB
     head = 40 * 1024 if quick else 100 * 1024
-    rows: list[dict[str, Any]] = []
     cluster = start_cluster()
     try:
         admin = cluster.url()
@@ -122,10 +121,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     push = measure(lambda: src.push(urls[-1]), 3, setup=fresh_remote)
                     url = urls[-1]
                     noop = measure(lambda: src.push(url), 3)
-                rows.append(
-                    row("remote push", size, push, sent / MB, "MB/s", "COPY FROM STDIN", copy_in.seconds)
-                )
-                rows.append(
+                yield (row("remote push", size, push, sent / MB, "MB/s", "COPY FROM STDIN", copy_in.seconds))
+                yield (
                     row(
                         "remote push (nothing to send)",
                         size,
@@ -147,14 +144,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 pull = measure(
                     lambda: pulling[-1].pull(url), 3, setup=fresh_dest, teardown=lambda: pulling.pop().close()
                 )
-                rows.append(
-                    row("remote pull", size, pull, sent / MB, "MB/s", "COPY TO STDOUT", copy_out.seconds)
-                )
+                yield (row("remote pull", size, pull, sent / MB, "MB/s", "COPY TO STDOUT", copy_out.seconds))
                 lazy = tmp / "lazy.db"
                 from mvcdb.remote.transfer import clone
 
                 clone_t = measure(lambda: clone(url, lazy, lazy=True), 3, setup=lambda: remove_db(lazy))
-                rows.append(
+                yield (
                     row(
                         "remote clone --lazy",
                         size,
@@ -169,4 +164,3 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 )
     finally:
         cluster.stop()
-    return rows

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -236,6 +237,7 @@ def _tui_rows(quick: bool, repeats: int) -> list[dict[str, Any]]:
     return out
 
 
-def run(quick: bool) -> list[dict[str, Any]]:
+def run(quick: bool) -> Iterator[dict[str, Any]]:
     repeats = 3 if quick else 5
-    return _cli_rows(repeats) + _tui_rows(quick, repeats)
+    yield from _cli_rows(repeats)
+    yield from _tui_rows(quick, repeats)

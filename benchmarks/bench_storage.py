@@ -7,6 +7,7 @@ arrays copied with numpy; the diff's arithmetic done by numpy on arrays already 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,26 +124,35 @@ def _restore_rows(
     t_copy = measure(lambda: {k: a.copy() for k, a in params.items()}, repeats)
     prefaulted = {k: np.ones_like(a) for k, a in params.items()}
     t_prefaulted = measure(lambda: memcpy(params, prefaulted), repeats)
-    out = []
-    for name, timing in (("restore (warm cache)", t_restore), ("restore fine-tuned child (delta)", t_child)):
-        out.append(
-            row(
-                name,
-                label,
-                timing,
-                size / MB,
-                "MB/s",
-                "numpy copy (fresh arrays)",
-                t_copy.seconds,
-                target=">= 1 GB/s, >= 0.3 x copy, heap peak <= 1.2 x model",
-                met=size / timing.seconds >= 1e9
-                and t_copy.seconds / timing.seconds >= 0.3
-                and timing.anon_rise_mb <= 1.2 * size / MB,
-                ratio_vs_prefaulted_copy=t_prefaulted.seconds / timing.seconds,
-                model_mb=size / MB,
-            )
-        )
-    return out
+    full = row(
+        "restore (warm cache)",
+        label,
+        t_restore,
+        size / MB,
+        "MB/s",
+        "numpy copy (fresh arrays)",
+        t_copy.seconds,
+        target=">= 1 GB/s, >= 0.3 x copy, heap peak <= 1.2 x model",
+        met=size / t_restore.seconds >= 1e9
+        and t_copy.seconds / t_restore.seconds >= 0.3
+        and t_restore.anon_rise_mb <= 1.2 * size / MB,
+        ratio_vs_prefaulted_copy=t_prefaulted.seconds / t_restore.seconds,
+        model_mb=size / MB,
+    )
+    child_row = row(
+        "restore fine-tuned child (delta)",
+        label,
+        t_child,
+        size / MB,
+        "MB/s",
+        "numpy copy (fresh arrays)",
+        t_copy.seconds,
+        note="decodes its parent's chunks too (twice the bytes); the restore target is the row above",
+        heap_ok=t_child.anon_rise_mb <= 1.2 * size / MB,
+        ratio_vs_prefaulted_copy=t_prefaulted.seconds / t_child.seconds,
+        model_mb=size / MB,
+    )
+    return [full, child_row]
 
 
 def _storage_rows(
@@ -242,7 +252,7 @@ def _diff_rows(
     ]
 
 
-def run(quick: bool) -> list[dict[str, Any]]:
+def run(quick: bool) -> Iterator[dict[str, Any]]:
     """Small and large model: record, restore, storage ratios, diff.
 
     The diff runs at both model sizes of --quick (16 and 64 MB) and, in a full run, at the issue's
@@ -250,23 +260,21 @@ def run(quick: bool) -> list[dict[str, Any]]:
     """
     sizes = [(16 * MB, "16 MB"), (64 * MB, "64 MB")] if quick else [(100 * MB, "100 MB"), (1024 * MB, "1 GB")]
     repeats = 3
-    out: list[dict[str, Any]] = []
     if not quick:
         params = model(10 * MB)
         with scratch("diff-") as work:
             db_path, child = _two_versions(work, params)
-            out.extend(_diff_rows(db_path, params, child, "10 MB", repeats))
+            yield from _diff_rows(db_path, params, child, "10 MB", repeats)
         del params, child
     for size, label in sizes:
         params = model(size)
         with scratch("storage-") as work:
             record_rows, file_seconds = _record_rows(work, params, label, repeats)
-            out.extend(record_rows)
+            yield from record_rows
             db_path, child, storage = _storage_rows(work, params, label, file_seconds)
-            out.extend(storage)
-            out.extend(_restore_rows(db_path, params, child, label, repeats))
+            yield from storage
+            yield from _restore_rows(db_path, params, child, label, repeats)
             if size <= 100 * MB:
-                out.extend(_diff_rows(db_path, params, child, label, repeats))
+                yield from _diff_rows(db_path, params, child, label, repeats)
             del child
         del params
-    return out

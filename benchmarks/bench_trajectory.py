@@ -10,6 +10,7 @@ import math
 import sqlite3
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,10 +151,8 @@ def _one_size(work: Path, points: int, repeats: int) -> list[dict[str, Any]]:
     ]
 
 
-def run(quick: bool) -> list[dict[str, Any]]:
+def run(quick: bool) -> Iterator[dict[str, Any]]:
     """100,000 and 1,000,000 scalar points (three per call)."""
-    out: list[dict[str, Any]] = []
     with scratch("traj-") as work:
         for points in (100_000, TARGET_POINTS):
-            out.extend(_one_size(work, points, 5))
-    return out
+            yield from _one_size(work, points, 5)

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -397,18 +398,16 @@ def _concurrency(work: Path, each: int, repeats: int) -> dict[str, Any]:
     )
 
 
-def run(quick: bool) -> list[dict[str, Any]]:
+def run(quick: bool) -> Iterator[dict[str, Any]]:
     """Small versions, listing/filtering, ancestors and concurrency at a small and a large size."""
     repeats = 3 if quick else 5
-    out: list[dict[str, Any]] = []
     with scratch("versions-") as work:
         for n in (1_000, 2_000) if quick else (1_000, 10_000):
-            out.extend(_small_versions(work, n, 3 if n > 2000 else repeats))
+            yield from _small_versions(work, n, 3 if n > 2000 else repeats)
         for n in (1_000, 10_000) if quick else (10_000, 100_000):
             tree = build_versions_db(n, "tree")
             chain = build_versions_db(n, "chain")
-            out.extend(_listing(tree, n, repeats))
-            out.extend(_ancestors(chain, tree, n, repeats))
+            yield from _listing(tree, n, repeats)
+            yield from _ancestors(chain, tree, n, repeats)
         for each in (20, 50) if quick else (50, 250):
-            out.append(_concurrency(work, each, 3))
-    return out
+            yield _concurrency(work, each, 3)

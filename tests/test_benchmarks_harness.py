@@ -7,6 +7,7 @@ import json
 import sys
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,26 @@ def test_runner_reports_a_failing_module_and_writes_strict_json(
     for r in rows:
         assert r["scenario"] in printed
     assert "boom" in printed
+
+
+def test_a_module_that_fails_midway_keeps_the_rows_it_gave(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def half(quick: bool) -> Iterator[dict[str, Any]]:
+        yield from _good(quick)[:1]
+        raise RuntimeError("second size ran out of disk")
+
+    _fake_modules(monkeypatch, bench_a=half, bench_b=_good)
+    out = tmp_path / "bench.json"
+    assert runner.main(["--json", str(out)]) == 1
+    rows = _strict_json(out.read_text())["rows"]
+    assert [(r["module"], r["scenario"]) for r in rows] == [
+        ("bench_a", "fast thing"),
+        ("bench_a", "bench_a"),
+        ("bench_b", "fast thing"),
+        ("bench_b", "other thing"),
+    ]
+    assert rows[1]["error"] == "RuntimeError: second size ran out of disk"
 
 
 def test_json_has_no_nan_or_infinity(tmp_path: Path) -> None:
