@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .diff import json_float
 from .errors import MvcdbError
 from .models import Version, load_versions
+from .refs import ref_list
 
 if TYPE_CHECKING:
     from .database import Database, ParentRef
@@ -135,6 +136,21 @@ def field_value(version: Version, field: str) -> Any:
     return node
 
 
+def _names(names: object, what: str) -> list[str] | None:
+    """A metrics= or fields= argument as a list of column names (None stays None)."""
+    if names is None:
+        return None
+    if isinstance(names, str):
+        raise MvcdbError("metrics and fields are lists of names, not a single string")
+    if not isinstance(names, Iterable):
+        raise MvcdbError(f"{what} must be a list of names, got {type(names).__name__}")
+    found = list(names)
+    for name in found:
+        if not isinstance(name, str) or not name:
+            raise MvcdbError(f"{what[:-1]} names are non-empty strings, got {name!r}")
+    return found
+
+
 def compare(
     db: Database,
     refs: Iterable[ParentRef],
@@ -150,16 +166,13 @@ def compare(
         fields: extra columns after the metrics: metadata paths ("hyper.lr" or
             "metadata.hyper.lr") or version attributes (model, author, message, created_at, tags).
     """
-    if isinstance(refs, (str, Version)):
-        refs = [refs]
-    vids = list(dict.fromkeys(db._vid(r) for r in refs))
+    vids = list(dict.fromkeys(db._vid(r) for r in ref_list(refs, "refs")))
     if not vids:
         raise MvcdbError("compare needs at least one version")
     versions = load_versions(db.conn, vids)
-    if isinstance(metrics, str) or isinstance(fields, str):
-        raise MvcdbError("metrics and fields are lists of names, not a single string")
-    metric_cols = list(metrics) if metrics is not None else sorted({m for v in versions for m in v.metrics})
-    field_cols = list(fields or [])
+    given = _names(metrics, "metrics")
+    metric_cols = given if given is not None else sorted({m for v in versions for m in v.metrics})
+    field_cols = _names(fields, "fields") or []
     columns = tuple(dict.fromkeys([*metric_cols, *field_cols]))
     kinds = tuple("metric" if c in metric_cols else "field" for c in columns)
     rows = tuple(

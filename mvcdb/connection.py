@@ -13,6 +13,7 @@ import math
 import os
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,8 @@ class Connection(sqlite3.Connection):
 
     checkpointer: checkpointer.Checkpointer | None = None
     busy_timeout_ms: int | None = None  # what to restore after a moment at 0
+    #: held by the thread whose transaction is open on this connection (see transaction_lock)
+    transaction_lock: threading.RLock | None = None
     poll_until = 0.0  # time.monotonic() until which BEGIN polls for the lock (see _begin)
 
 
@@ -111,6 +114,8 @@ def sniff(path: Path) -> str:
         raise MvcdbError(f"cannot read {path}: {exc.strerror}") from None
     if path.is_dir():
         raise NotAnMvcdbFileError(f"{path} is a directory, not an mvcdb database")
+    if not path.is_file():  # a FIFO, socket or device: reading its header could block forever
+        raise NotAnMvcdbFileError(f"{path} is not a regular file, not an mvcdb database")
     if size == 0:
         return "empty"
     try:
@@ -184,6 +189,7 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             uri, uri=True, isolation_level=None, check_same_thread=False, timeout=timeout, factory=Connection
         )
         conn.busy_timeout_ms = int(timeout * 1000)
+        conn.transaction_lock = threading.RLock()
         if query_only:
             conn.execute("PRAGMA query_only = ON")
         with_retry(lambda: conn.execute("PRAGMA foreign_keys = ON"))
@@ -374,9 +380,27 @@ def write_transaction(conn: sqlite3.Connection) -> _WriteTransaction:
 
     COMMIT itself may report busy (a rollback-journal file with readers, or a checkpoint in the
     way); SQLite keeps the transaction open then, so retrying the COMMIT is safe. Nested inside
-    another write transaction it simply joins it (the outer one commits or rolls back).
+    another write transaction of the same thread it simply joins it (the outer one commits or
+    rolls back); another thread using the same connection waits for it (transaction_lock).
     """
     return _WriteTransaction(conn)
+
+
+def transaction_lock(conn: sqlite3.Connection) -> threading.RLock | None:
+    """The lock a thread holds while its transaction is open on conn (None: a connection mvcdb did
+    not open). A Database may be shared by threads, but a connection has one transaction: without
+    it a second thread's write would join the first's (and commit or roll back its half-written
+    rows). Waiting for it is bounded by the busy timeout, as waiting for another process is."""
+    return getattr(conn, "transaction_lock", None)
+
+
+def acquire_transaction_lock(conn: sqlite3.Connection) -> threading.RLock | None:
+    """transaction_lock(conn), acquired (BusyError after the busy timeout); the caller releases it."""
+    lock = transaction_lock(conn)
+    if lock is not None and not lock.acquire(False):  # (free, or this thread's: the usual case)
+        if not lock.acquire(timeout=_busy_timeout_ms(conn) / 1000):
+            raise BusyError(BUSY_MESSAGE)
+    return lock
 
 
 def _why_readonly(conn: sqlite3.Connection) -> str:
@@ -402,21 +426,34 @@ class _WriteTransaction:
     """The context manager of write_transaction() (a class: a generator-based one costs ~4 us more
     a transaction, and a small record() enters two)."""
 
-    __slots__ = ("_conn", "_outer")
+    __slots__ = ("_conn", "_outer", "_lock")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._outer = False
+        self._lock: threading.RLock | None = None
+
+    @property
+    def began(self) -> bool:
+        """Whether this one began the transaction (False: it joined the thread's open one)."""
+        return self._outer
 
     def __enter__(self) -> sqlite3.Connection:
         conn = self._conn
-        if conn.in_transaction:  # nested: join the enclosing transaction
-            return conn
+        lock = self._lock = getattr(conn, "transaction_lock", None)
+        if lock is not None and not lock.acquire(False):  # another thread's transaction is open
+            acquire_transaction_lock(conn)  # wait for it (BusyError after the busy timeout)
         try:
+            if conn.in_transaction:  # nested (the lock says: in this thread): join it
+                return conn
             _begin(conn)
         except sqlite3.OperationalError as exc:
+            self._release()
             if is_readonly(exc):
                 raise ReadOnlyError(_why_readonly(conn)) from None
+            raise
+        except BaseException:
+            self._release()
             raise
         self._outer = True
         return conn
@@ -425,17 +462,27 @@ class _WriteTransaction:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if not self._outer:
+            if self._lock is not None:
+                self._lock.release()
             return
-        conn = self._conn
-        if exc is None:
-            try:
-                with_retry(lambda: conn.execute("COMMIT"))
-            except BaseException as failed:
-                self._failed(failed)
-                raise
-            checkpointer.poke(conn)
-        else:
-            self._failed(exc)  # then the body's exception goes on (or the ReadOnlyError it became)
+        try:
+            conn = self._conn
+            if exc is None:
+                try:
+                    with_retry(lambda: conn.execute("COMMIT"))
+                except BaseException as failed:
+                    self._failed(failed)
+                    raise
+                checkpointer.poke(conn)
+            else:
+                self._failed(exc)  # then the body's exception goes on (or the ReadOnlyError it became)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     def _failed(self, exc: BaseException) -> None:
         """Roll back; a write refused because the file cannot be written becomes ReadOnlyError."""

@@ -23,18 +23,28 @@ from . import checkpointer, inline, recording, schema
 from .author import current_author
 from .blobstore import BlobStore, tensor_digest
 from .connection import (
+    BUSY_MESSAGE,
     check_settings,
     checkpoint,
     connect,
     connect_immutable,
     default_path,
+    is_busy,
     journal_mode,
     sniff,
     tune,
     write_transaction,
 )
-from .errors import DecodeError, IntegrityError, MvcdbError, NotAnMvcdbFileError, ReadOnlyError, RefError
-from .manifest import ManifestTensor, version_id
+from .errors import (
+    BusyError,
+    DecodeError,
+    IntegrityError,
+    MvcdbError,
+    NotAnMvcdbFileError,
+    ReadOnlyError,
+    RefError,
+)
+from .manifest import KINDS, ManifestTensor, version_id
 from .manifest import decode as decode_manifest
 from .manifest import encode as encode_manifest
 from .models import (
@@ -49,6 +59,7 @@ from .models import (
 )
 from .refs import check_model_name, check_tag_name, ref_list, resolve_vid, tag_list
 from .run import Run
+from .serial import check_readable
 from .tensors import from_storage, normalize_params, shape_json
 from .timeutil import now_text, parse_text, parse_when, to_text
 from .trajectory import STEP, aligned, from_mapping
@@ -121,6 +132,19 @@ def _same_shape(text: object, shape: tuple[int, ...]) -> bool:
         return isinstance(text, str) and json.loads(text) == list(shape)
     except ValueError:
         return False
+
+
+def _name_list(names: object) -> list[str]:
+    """A names= argument as a list of tensor names: one name is one, not its characters."""
+    if isinstance(names, str):
+        return [names]
+    if not isinstance(names, Iterable):
+        raise MvcdbError(f"names must be a parameter name or a list of names, got {type(names).__name__}")
+    found = list(names)
+    for name in found:
+        if not isinstance(name, str):
+            raise MvcdbError(f"parameter names are strings, got {type(name).__name__} {name!r}")
+    return found
 
 
 #: Model names record() has seen check_model_name() accept: a loop of record() calls matches its
@@ -269,8 +293,10 @@ class Database:
         if readonly:
             try:
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            except sqlite3.OperationalError:
+            except sqlite3.OperationalError as exc:
                 conn.close()
+                if is_busy(exc):  # another process holds the file exclusively: its committed
+                    raise BusyError(BUSY_MESSAGE) from None  # pages may be where we cannot read
                 conn = connect_immutable(self.path)  # read-only media: no -shm can be created
             except sqlite3.DatabaseError as exc:
                 conn.close()
@@ -484,10 +510,11 @@ class Database:
                 (kind, name, t.dtype, t.shape, t.nbytes, t.hashes) for (kind, name), t in stored.items()
             ],
         )
+        check_readable(manifest, "this version (its metadata, or its list of tensors and chunks)")
         vid_hex = version_id(manifest)
-        chunks_in_this_transaction = self.conn.in_transaction  # small record: nothing can vanish
-        with write_transaction(self.conn):
-            if not chunks_in_this_transaction and self._missing_chunks(stored.values()):
+        transaction = write_transaction(self.conn)
+        with transaction:  # (joined by a small record: its chunks are in it, none can vanish)
+            if transaction.began and self._missing_chunks(stored.values()):
                 raise _ChunksVanished()  # a concurrent gc removed our chunks: store them again
             vid, new = recording.insert_version(
                 self.conn,
@@ -560,11 +587,14 @@ class Database:
         self._check_writable()
         check_model_name(model)
         recording.metadata_json(metadata)  # fail now, not after hours of training
-        if parent is not None:
-            self._vid(parent)
-        for p in parents or []:
+        if parent is not None and parents is not None:
+            raise MvcdbError("pass either parent= or parents=, not both")
+        parent_refs = ref_list(parents, "parents") if parents is not None else None  # as record() reads it
+        for p in [parent] if parent is not None else parent_refs or []:
             self._vid(p)
-        return Run(self, model, parent=parent, parents=parents, metadata=metadata, message=message, tags=tags)
+        return Run(
+            self, model, parent=parent, parents=parent_refs, metadata=metadata, message=message, tags=tags
+        )
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -580,7 +610,10 @@ class Database:
 
     def tensors(self, ref: ParentRef, kind: str = "param") -> list[TensorInfo]:
         """Name, dtype, shape, size and content digest of each stored tensor (no bytes read),
-        each row checked against the version's manifest (IntegrityError if the file is damaged)."""
+        each row checked against the version's manifest (IntegrityError if the file is damaged).
+        kind: "param" (parameters), "traj" (logged series) or "traj_steps" (their own steps)."""
+        if kind not in KINDS:
+            raise MvcdbError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         vid = self._vid(ref)
         rows = self.conn.execute(
             "SELECT kind, name, dtype, shape, nbytes, digest FROM tensors"
@@ -728,7 +761,7 @@ class Database:
         checked first; the first mismatch is named in the error).
         """
         vid = self._vid(ref)
-        params = self._read_kind(vid, "param", names)
+        params = self._read_kind(vid, "param", None if names is None else _name_list(names))
         if into is not None:
             from .frameworks import load_into
 

@@ -253,7 +253,7 @@ def _changed_mask(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """b − a, and 0 where _changed_mask says the value is the same (NaN and NaN, inf and inf,
     which subtract to NaN); a NaN on one side only stays NaN."""
-    with np.errstate(invalid="ignore"):  # inf − inf: zeroed below, no warning on stderr
+    with np.errstate(invalid="ignore", over="ignore"):  # inf − inf: zeroed below; 1e308 − -1e308: inf
         d: np.ndarray = np.asarray(b - a)
     d[~_changed_mask(a, b)] = 0
     return d

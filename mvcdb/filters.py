@@ -158,6 +158,8 @@ def order_sql(order_by: str | None) -> tuple[str, list[Any], str, list[Any]]:
     key = order_by.lstrip("-+").strip()
     direction = "DESC" if descending else "ASC"
     if key.startswith("metrics."):
+        if key == "metrics.":
+            raise MvcdbError(f"cannot order by {order_by!r}: metrics.NAME needs the metric's name")
         return (
             "LEFT JOIN metrics om ON om.vid = v.vid AND om.name = ?",
             [key[len("metrics.") :]],
@@ -233,6 +235,8 @@ def select_vids(
     key = (order_by or "-created_at").strip()
     descending = key.startswith("-")
     key = key.lstrip("-+").strip()
+    if key == "metrics.":  # no name: the limit= paths below would not ask order_sql
+        order_sql(order_by)
     if key not in _COLUMNS and not key.startswith(("metrics.", "metadata.")):
         order_sql(order_by)  # refuses what is no name at all
         # a bare name orders by that metric, as in a condition; one no version has is a typo

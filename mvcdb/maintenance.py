@@ -23,7 +23,7 @@ from . import checkpointer
 from .author import current_author
 from .blobstore import MAX_CHUNK_BYTES, damaged_stubs, tensor_digest, valid_chunk_size
 from .chunkcodec import STUB
-from .connection import checkpoint, with_retry, write_transaction
+from .connection import acquire_transaction_lock, checkpoint, with_retry, write_transaction
 from .errors import DecodeError, MvcdbError
 from .manifest import decode as decode_manifest
 from .manifest import version_id
@@ -498,12 +498,19 @@ def verify(db: Database, progress: Progress | None = None) -> VerifyReport:
     Runs in one read transaction: a consistent snapshot even while others write (in WAL mode
     writers are not held up by it).
     """
-    db.conn.execute("BEGIN")
+    lock = acquire_transaction_lock(db.conn)  # the connection's one transaction is ours a while
     try:
-        return _verify(db, progress)
+        if db.conn.in_transaction:  # inside this thread's db.batch(): its snapshot, as it stands
+            return _verify(db, progress)
+        db.conn.execute("BEGIN")
+        try:
+            return _verify(db, progress)
+        finally:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
     finally:
-        if db.conn.in_transaction:
-            db.conn.execute("ROLLBACK")
+        if lock is not None:
+            lock.release()
 
 
 def _verify(db: Database, progress: Progress | None) -> VerifyReport:
@@ -615,6 +622,18 @@ class GcCompactionError(MvcdbError):
 
 
 def gc(db: Database, progress: Progress | None = None) -> GcReport:
+    """_gc with the connection to itself: another thread's transaction on a shared Database must
+    neither be joined by the deletion nor be open when VACUUM runs (it waits, or BusyError)."""
+    db._check_writable()
+    lock = acquire_transaction_lock(db.conn)
+    try:
+        return _gc(db, progress)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _gc(db: Database, progress: Progress | None = None) -> GcReport:
     """Delete every chunk no version needs (keeping delta bases of kept chunks), then compact.
 
     A chunk is needed if a tensor row uses it or -- whatever the rows say, since they may be

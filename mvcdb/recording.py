@@ -76,11 +76,30 @@ def metadata_json(metadata: Mapping[str, Any] | None) -> str:
     if type(metadata) is not dict and not isinstance(metadata, Mapping):  # as in normalize_metrics
         raise MvcdbError(f"metadata must be a dict, got {type(metadata).__name__}")
     try:
-        return _METADATA_ENCODER.encode(metadata)
+        text = _METADATA_ENCODER.encode(metadata)
     except (TypeError, ValueError) as exc:
         raise MvcdbError(f"metadata is not JSON-serializable: {exc}") from None
     except RecursionError:
         raise MvcdbError("metadata is nested too deeply (or refers to itself)") from None
+    if "\\ud" in text:  # a character past U+FFFF (an emoji), or a lone surrogate: which one?
+        _check_surrogates(metadata)
+    return text
+
+
+def _check_surrogates(metadata: Mapping[str, Any]) -> None:
+    """Refuse metadata holding lone surrogates (its ASCII JSON escapes them as \\udXXX, as it does
+    the two halves of a character past U+FFFF): SQLite's JSON functions and the CLI's output
+    cannot handle them, and two halves given apart would read back as one character."""
+    try:
+        _UNICODE_ENCODER.encode(metadata).encode("utf-8")
+    except UnicodeEncodeError:
+        raise MvcdbError("metadata holds text that is not valid Unicode (a lone surrogate)") from None
+
+
+#: _METADATA_ENCODER writing characters as they are, for _check_surrogates.
+_UNICODE_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), allow_nan=False, default=_json_default, ensure_ascii=False
+)
 
 
 def store_tensors(

@@ -25,10 +25,10 @@ _STEP_RE = re.compile(r"~(\d*)|\^")
 
 
 def check_model_name(name: object) -> str:
-    """Model names: letters, digits and _ . - / + : (no spaces, no ~ ^ @), at most 200 chars."""
+    """Model names: ASCII letters, digits and _ . - / + : (no spaces, no ~ ^ @), at most 200 chars."""
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise MvcdbError(
-            f"invalid model name {name!r}: use letters, digits and _ . - / + : (no spaces, ~, ^ or @)"
+            f"invalid model name {name!r}: use ASCII letters, digits and _ . - / + : (no spaces, ~, ^ or @)"
         )
     return name
 
@@ -37,7 +37,7 @@ def check_tag_name(name: object) -> str:
     """Tag names follow model-name rules and must not look like a hex id prefix."""
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise MvcdbError(
-            f"invalid tag name {name!r}: use letters, digits and _ . - / + : (no spaces, ~, ^ or @)"
+            f"invalid tag name {name!r}: use ASCII letters, digits and _ . - / + : (no spaces, ~, ^ or @)"
         )
     if HEX_RE.match(name.lower()):  # refs match id prefixes ignoring case
         raise MvcdbError(f"invalid tag name {name!r}: it would be mistaken for a version id prefix")

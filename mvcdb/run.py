@@ -25,7 +25,7 @@ import numpy as np
 from .errors import MvcdbError
 from .frameworks import framework_of
 from .recording import check_message
-from .refs import tag_list
+from .refs import ref_list, tag_list
 from .trajectory import BLOCK_ROWS, LogBuffer
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class Run:
         self._db = db
         self.model = model
         self._parent = parent
-        self._parents = list(parents) if parents is not None else None
+        self._parents = ref_list(parents, "parents") if parents is not None else None
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.message = message
         self.tags = tuple(tag_list(tags))

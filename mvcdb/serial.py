@@ -12,12 +12,11 @@ from typing import Any
 
 import msgpack
 
-from .errors import DecodeError
+from .errors import DecodeError, MvcdbError
 
 #: Upper bounds for what a single serialized document may contain.
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 MAX_ITEMS = 4_000_000
-MAX_STR = 16 * 1024 * 1024
 
 _local = threading.local()
 
@@ -38,6 +37,18 @@ def pack_sorted(doc: Any) -> bytes:
     return packed
 
 
+def check_readable(packed: bytes, what: str) -> None:
+    """MvcdbError unless unpack() will read `packed` back: a document past its size or item caps
+    must be refused when written, not found unreadable (as damage) later. Only a document of more
+    than MAX_ITEMS bytes can break a cap, so the usual small one costs a length check."""
+    if len(packed) <= MAX_ITEMS:
+        return
+    try:
+        unpack(packed)
+    except DecodeError as exc:
+        raise MvcdbError(f"{what} is too large to store ({exc})") from None
+
+
 def _canonical(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _canonical(obj[k]) for k in sorted(obj)}
@@ -56,13 +67,18 @@ def unpack(data: bytes | memoryview, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> 
             raw=False,
             strict_map_key=True,
             use_list=True,
-            max_str_len=MAX_STR,
+            max_str_len=max_bytes,  # no tighter: a string never outgrows its document, and what
+            # pack() wrote (a version's metadata of 50 MB) must read back
             max_bin_len=max_bytes,
             max_array_len=MAX_ITEMS,
             max_map_len=MAX_ITEMS,
             max_ext_len=0,
         )
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+    except msgpack.StackError:  # (these two carry no message of their own)
+        raise DecodeError("malformed msgpack document: nested too deeply") from None
+    except msgpack.FormatError:
+        raise DecodeError("malformed msgpack document: a byte that is no msgpack type") from None
+    except (ValueError, TypeError, msgpack.ExtraData) as exc:
         raise DecodeError(f"malformed msgpack document: {exc}") from None
     except (MemoryError, RecursionError, OverflowError) as exc:
         raise DecodeError(f"msgpack document too large or too deep: {type(exc).__name__}") from None

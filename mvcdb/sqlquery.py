@@ -188,7 +188,11 @@ def register_functions(conn: sqlite3.Connection, db: Database) -> None:
         steps, values = series(version, name)
         if step is None:
             return None
-        hits = np.flatnonzero(steps == int(step))
+        if isinstance(step, float) and step.is_integer():
+            step = int(step)
+        if not isinstance(step, int):  # 1.5 is no step (int() would read it as step 1), 'x' neither
+            raise MvcdbError(f"a step must be an integer, got {step!r}")
+        hits = np.flatnonzero(steps == step)
         return values[hits[-1]] if len(hits) else None
 
     def pick(what: str) -> Callable[[Any, Any], Any]:

@@ -63,7 +63,7 @@ def as_array(name: str, value: Any, what: str = "parameter") -> np.ndarray:
     """Convert one value to a numpy array, refusing non-numeric content clearly; what names the
     kind of value in errors ('parameter', 'series')."""
     if isinstance(value, np.ndarray):
-        arr = value
+        arr = value if type(value) is np.ndarray else _plain(name, value, what)
     elif isinstance(value, (np.generic, bool, int, float, complex)):
         try:
             arr = np.asarray(value)
@@ -79,6 +79,18 @@ def as_array(name: str, value: Any, what: str = "parameter") -> np.ndarray:
         raise MvcdbError(f"{what} {name!r} must be a numpy array or a number, got {type(value).__name__}")
     check_dtype(name, arr.dtype, what)
     return arr
+
+
+def _plain(name: str, value: np.ndarray, what: str) -> np.ndarray:
+    """An ndarray subclass (np.memmap, np.matrix...) as a plain ndarray view of its data, no copy:
+    the store reshapes and views arrays, which subclasses may refuse or redefine. A masked array
+    is refused: its mask cannot be stored and its masked elements would be written as fill values."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise MvcdbError(
+            f"{what} {name!r} is a masked array: its mask cannot be stored"
+            " (pass arr.filled(value) or arr.data to store the values)"
+        )
+    return value.view(np.ndarray)
 
 
 def check_dtype(name: str, dtype: np.dtype[Any], what: str = "parameter") -> None:
