@@ -13,7 +13,7 @@ from cli_helpers import LOSS, O1_PARAMS, V3_PARAMS, Fixture, ambiguous_prefix, a
 
 import mvcdb
 from mvcdb.cli import output
-from mvcdb.cli.cmd_show import l2_norm
+from mvcdb.norms import l2_norm
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_norm_limit_skips_and_says_so(fx: Fixture) -> None:
     assert norms["w"] is None and norms["m"] == pytest.approx(2.4)
     text = run(fx.path, ["show", "--norm-limit", "10", "best"])
     assert text.exit_code == 0
-    assert "norm '-': 1 tensor(s) over 10 B not read" in text.stdout
+    assert "norm '-': 1 tensor(s) not read: over 10 B" in text.stdout
     row = next(line for line in text.stdout.splitlines() if line.startswith("w\t"))
     assert row.split("\t")[-1] == "-"
     series = data["trajectory"]["series"][0]  # the logged 2x2 weight: 96 bytes, over the limit

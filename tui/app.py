@@ -8,11 +8,9 @@ rows in a plain thread begun in compose, so that they can be in the first paint)
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Callable
 from concurrent.futures import Future, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import events, on, work
@@ -38,6 +36,7 @@ from .data import (
     counted,
     export_params,
     first_page_size,
+    in_thread,
     load_detail,
     load_lineage,
     load_page,
@@ -68,24 +67,6 @@ COMPACT_HEIGHT = 30
 #: Actions bound on the main screen only (help works everywhere; escape also clears the filter).
 MAIN_ACTIONS = {action for _, action, _, _, _ in MAIN_KEYS if action != "help"} | {"clear_filter"}
 FILTER_HINT = "filter: val_loss<0.2 model=linreg tag=production author=bob words (enter applies, esc clears)"
-
-T = TypeVar("T")
-
-
-def in_thread(fn: Callable[[], T]) -> Future[T]:
-    """Run fn in a daemon thread now, before Textual's workers can (they start with the event loop)."""
-    future: Future[T] = Future()
-
-    def run() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            future.set_result(fn())
-        except BaseException as exc:  # noqa: BLE001 - handed over with the future, re-raised there
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="mvcdb-first-rows", daemon=True).start()
-    return future
 
 
 class FilterInput(Input):
@@ -172,7 +153,10 @@ class MvcdbApp(App[None]):
             self._watch_error = str(exc)
         limit = first_page_size(self.size.height)
         order = order_key(*INITIAL_SORT) or "-created_at"
-        self._first_page = (in_thread(lambda: load_page(self.db_path, [], order, 0, limit)), limit)
+        self._first_page = (
+            in_thread(lambda: load_page(self.db_path, [], order, 0, limit), name="mvcdb-first-rows"),
+            limit,
+        )
 
     def on_mount(self) -> None:
         # The main screen's panes, kept: they are reached whatever screen is on top (and at exit).
@@ -418,10 +402,14 @@ class MvcdbApp(App[None]):
             return
         self.call_from_thread(self._show_detail, detail)
         try:
-            norms = param_norms(self.db_path, version_id, detail.tensors, lambda: worker.is_cancelled)
-        except Exception as exc:  # noqa: BLE001 - a damaged chunk: the norm stays unknown
+            norms, damaged = param_norms(
+                self.db_path, version_id, detail.tensors, lambda: worker.is_cancelled
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. the file went away: the norms stay unknown
             self.call_from_thread(self.notify, str(exc), title="norms", severity="error", markup=False)
             return
+        for why in damaged.values():  # a damaged tensor's norm stays unknown, the others show
+            self.call_from_thread(self.notify, why, title="norms", severity="error", markup=False)
         if not worker.is_cancelled:
             self.call_from_thread(self.detail.set_norms, version_id, norms)
 
@@ -680,13 +668,16 @@ class MvcdbApp(App[None]):
                 return
             dest, fmt = answer
             target = Path(dest).expanduser()
-            if target.exists():
+            if target.is_dir():  # not a file to confirm replacing
+                message = f"{target} is a directory: type a file name"
+                self.notify(message, title="export", severity="error", markup=False)
+            elif target.exists():
 
                 def answered(yes: bool | None) -> None:
                     if yes:
                         self._do_export(version.id, dest, fmt, True)
                     else:
-                        self.notify(f"{target} was left as it was.")
+                        self.notify(f"{target} was left as it was.", markup=False)
 
                 self.push_screen(ConfirmScreen(f"{target} exists. Overwrite it?", yes="Overwrite"), answered)
             else:

@@ -7,22 +7,28 @@ these run inside Textual thread workers. Writes (tags) go through a short-lived 
 from __future__ import annotations
 
 import json
-import math
 import re
+import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 import mvcdb
+from mvcdb import norms
 from mvcdb.database import Database
 from mvcdb.errors import MvcdbError
 from mvcdb.exporting import FORMATS, export_version
 from mvcdb.models import TagMove, TensorInfo, Version
+from mvcdb.sqlquery import execute_readonly, open_readonly
+
+T = TypeVar("T")
 
 #: Rows fetched per page of the versions table (more are fetched as the cursor nears the end).
 PAGE_SIZE = 200
@@ -205,6 +211,23 @@ def size_text(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+def in_thread(fn: Callable[[], T], name: str) -> Future[T]:
+    """Run fn in a daemon thread now: before Textual's workers can (they start with the event loop),
+    and without holding up the process's exit (Textual's thread workers are waited for)."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed over with the future, re-raised there
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
 # -- detail -----------------------------------------------------------------------------------
 
 
@@ -259,23 +282,13 @@ def param_norms(
     version_id: str,
     tensors: Sequence[TensorInfo],
     cancelled: Callable[[], bool] = lambda: False,
-) -> dict[str, float]:
-    """The L2 norm of each parameter (reads the bytes; skipped above NORM_BYTES_CAP in total)."""
+) -> tuple[dict[str, float], dict[str, str]]:
+    """(name -> L2 norm, name -> why it is damaged) of the parameters (mvcdb.norms: read in
+    batches, a lazy clone's unfetched ones left out); nothing above NORM_BYTES_CAP in total."""
     if sum(t.nbytes for t in tensors) > NORM_BYTES_CAP:
-        return {}
-    norms: dict[str, float] = {}
+        return {}, {}
     with reading(path) as db:
-        for t in tensors:
-            if cancelled():
-                break
-            arr = db.restore(version_id, [t.name])[t.name]
-            if arr.dtype.kind == "c":
-                norms[t.name] = float(np.linalg.norm(np.abs(arr).ravel()))
-            elif arr.dtype.kind == "b":
-                norms[t.name] = float(math.sqrt(int(np.count_nonzero(arr))))
-            else:
-                norms[t.name] = float(np.linalg.norm(arr.ravel().astype(np.float64)))
-    return norms
+        return norms.param_norms(db, version_id, tensors, cancelled=cancelled)
 
 
 def sparkline(values: np.ndarray, width: int = 24) -> str:
@@ -387,13 +400,88 @@ def export_params(path: str | Path, version_id: str, dest: str | Path, fmt: str,
         written = export_version(
             db, version_id, target, fmt=fmt, overwrite=overwrite, how_to_overwrite="confirm"
         )
-    return written.path
+    return written.path.absolute()  # shown to the user: where the file went, whatever the cwd
 
 
-def run_sql(path: str | Path, query: str) -> list[dict[str, Any]]:
-    """A read-only query through db.sql (writes are refused there with MvcdbError)."""
-    with reading(path) as db:
-        return db.sql(query)
+@dataclass
+class SqlResult:
+    """A console query's columns and its first rows; more: it had more rows than were kept."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    more: bool = False
+
+
+class SqlStopped(Exception):
+    """The console query was stopped by SqlQuery.stop() (screen closed, app quitting)."""
+
+
+class SqlQuery:
+    """One SQL console query on its own read-only connection (db.sql's rules: writes refused).
+
+    It keeps at most max_rows rows and stops the query at the next one, and stop() (from any
+    thread) interrupts it: a runaway query (a recursive CTE without an end) used to fill memory
+    without bound and keep `q` from ending the process until it was killed.
+    """
+
+    def __init__(self, path: str | Path, query: str, max_rows: int, timeout: float) -> None:
+        self.path = path
+        self.query = query
+        self.max_rows = max_rows
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._stopped = False
+
+    def run(self) -> SqlResult:
+        """Run the query. Raises MvcdbError (refused, bad SQL, time limit) or SqlStopped."""
+        with reading(self.path) as db:
+            conn = open_readonly(db)
+            try:
+                return self._run_on(conn)
+            finally:
+                with self._lock:
+                    self._conn = None
+                conn.close()
+
+    def _run_on(self, conn: sqlite3.Connection) -> SqlResult:
+        kept: list[tuple[Any, ...]] = []
+
+        def keep(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> tuple[Any, ...]:
+            if len(kept) == self.max_rows:  # one row too many: the rest is never read
+                raise _EnoughRows([d[0] for d in cursor.description or ()])
+            kept.append(row)
+            return row
+
+        conn.row_factory = keep
+        with self._lock:
+            if self._stopped:
+                raise SqlStopped
+            self._conn = conn
+        try:
+            names, _ = execute_readonly(conn, self.query, timeout=self.timeout)
+        except _EnoughRows as enough:
+            return SqlResult(enough.columns, kept, more=True)
+        except KeyboardInterrupt:  # what execute_readonly makes of an interrupt it did not ask for
+            if self._stopped:
+                raise SqlStopped from None
+            raise
+        return SqlResult(names, kept)
+
+    def stop(self) -> None:
+        """Interrupt the query (any thread); run() then raises SqlStopped."""
+        with self._lock:
+            self._stopped = True
+            if self._conn is not None:
+                self._conn.interrupt()
+
+
+class _EnoughRows(Exception):
+    """Raised from the row factory at the row past max_rows (it ends the query there)."""
+
+    def __init__(self, columns: list[str]) -> None:
+        super().__init__()
+        self.columns = columns
 
 
 def schema_views(path: str | Path) -> list[tuple[str, str]]:

@@ -2,11 +2,13 @@
 
 Every verb lives in its own module `mvcdb/cli/cmd_<verb>.py` exposing a click command named
 `command`. VERBS below maps verb -> (module, short help) so `--help` needs no imports.
-Exit codes: 0 success, 1 an error (one line on stderr), 2 bad usage. MVCDB_DEBUG=1 shows tracebacks.
+Exit codes: 0 success, 1 an error (one line on stderr), 2 bad usage, 130 interrupted (Ctrl-C);
+a reader closing the pipe early is not an error. MVCDB_DEBUG=1 shows tracebacks.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -81,6 +83,14 @@ def _only_listing(ctx: click.Context) -> bool:
     return bool(ctx.meta.get("mvcdb.listing"))
 
 
+#: ctx.meta key: the exit code a verb will end with, set before it prints (see _Group.invoke).
+EXIT_CODE_KEY = "mvcdb.exit_code"
+
+
+class _Interrupted(Exception):
+    """Ctrl-C inside a verb, carried past click's main() (which would print "Aborted." and exit 1)."""
+
+
 class _Group(LazyGroup):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         ctx.meta["mvcdb.listing"] = True
@@ -88,6 +98,39 @@ class _Group(LazyGroup):
             super().format_commands(ctx, formatter)
         finally:
             ctx.meta["mvcdb.listing"] = False
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the verb, settling what click's main() would otherwise blur.
+
+        A closed pipe (`mvcdb log | head -1`) ends quietly with exit 0, or the code the verb set in
+        ctx.meta[EXIT_CODE_KEY] before printing (click: exit 1, no message, and only when the
+        output outgrew the pipe's buffer); Ctrl-C is `Interrupted.` and exit 130
+        (click: a blank line, `Aborted.`, exit 1); and a usage error click's option parser raises
+        without a context (`mvcdb tag --delete`) names the verb's --help, not the group's.
+        A closed stdout (`mvcdb log >&-`) is refused before the verb does anything.
+        """
+        if sys.stdout is None:  # Python's stand-in for a closed descriptor 1
+            raise click.ClickException("standard output is closed (to discard the output: >/dev/null)")
+        reconfigure = getattr(sys.stdout, "reconfigure", None)
+        if reconfigure is not None:  # text from a hostile file (a lone surrogate) prints escaped
+            reconfigure(errors="backslashreplace")
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            verb = ctx.invoked_subcommand
+            if exc.ctx is None and verb:
+                command = self.get_command(ctx, verb)
+                if command is not None:
+                    exc.ctx = click.Context(command, info_name=verb, parent=ctx)
+            raise
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+            _silence_stdout()
+            # a verb whose outcome is known before it prints (verify's problems) keeps its code
+            raise click.exceptions.Exit(ctx.meta.get(EXIT_CODE_KEY, 0)) from None
 
     def main(  # type: ignore[override]
         self,
@@ -161,12 +204,9 @@ def _run(invoke: Callable[[], Any]) -> int:
         return 1
     except click.ClickException as exc:
         return fail(exc.format_message(), exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Interrupted):
         click.echo("Interrupted.", err=True)
         return 130
-    except BrokenPipeError:
-        _silence_stdout()
-        return 0
     except Exception as exc:  # noqa: BLE001 - the one place where errors become messages
         if _debug():
             raise
@@ -179,13 +219,30 @@ def _describe(exc: Exception) -> str:
 
     if isinstance(exc, MvcdbError):
         return str(exc)
+    if isinstance(exc, UnicodeEncodeError) and "surrogate" in exc.reason:
+        return _not_unicode(exc.object)
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     import sqlite3
 
     if isinstance(exc, sqlite3.Error):
+        if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):
+            return f"SQLite: {exc} (the file is damaged: `mvcdb verify` names what is wrong)"
         return f"SQLite: {exc}"
     return f"internal error ({type(exc).__name__}: {exc}); rerun with MVCDB_DEBUG=1 to see where"
+
+
+def _not_unicode(text: str) -> str:
+    """The message for an argument holding bytes that are not UTF-8 (a Latin-1 name in a shell
+    variable reaches Python as lone surrogates, which SQLite cannot bind): shown as those bytes."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that did not come from undecodable bytes
+        raw = text.encode("utf-8", "backslashreplace")
+    shown = raw.decode("utf-8", "backslashreplace")
+    if len(shown) > 60:
+        shown = shown[:59] + "…"
+    return f"'{shown}' is not valid UTF-8 text (refs, names, messages and queries must be)"
 
 
 def _silence_stdout() -> None:

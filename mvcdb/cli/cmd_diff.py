@@ -41,4 +41,6 @@ def command(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
 
     out = console()
     for style, text in result.lines():
-        out.print(Text(text, style=_STYLES.get(style, "")), no_wrap=True, overflow="ellipsis")
+        # soft_wrap: a long line (a metric's relative change, a series' final diff) folds at the
+        # terminal's edge instead of being cut: every number the plain output has stays readable
+        out.print(Text(text, style=_STYLES.get(style, "")), soft_wrap=True)

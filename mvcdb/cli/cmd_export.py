@@ -29,6 +29,8 @@ def command(ctx: click.Context, refs: tuple[str, ...], output: str, as_json: boo
     \b
     --json shape: as `mvcdb merge --json` ("target" is the bundle).
     """
+    if not output:
+        raise click.BadParameter("the file name is empty", param_hint="'-o' / '--output'")
     db = open_db(ctx, readonly=True)
     with progress("Exporting", unit="items") as cb:
         report = db.export(list(refs), output, progress=cb)

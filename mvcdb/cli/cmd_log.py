@@ -127,12 +127,12 @@ def command(
     )
     if as_json:
         emit_json([v.to_dict() for v in versions])
-    elif graph:
-        _print_graph(list(versions))
-    elif not versions:
+    elif not versions:  # with --graph too: an empty drawing would look like an empty file
         click.echo(
             "No versions match." if _filtered(ctx) else "No versions yet (record one, or try `mvcdb demo`)."
         )
+    elif graph:
+        _print_graph(list(versions))
     else:
         emit_table(
             ["id", "model", "created (UTC)", "author", "tags", "metrics", "message"],

@@ -258,6 +258,10 @@ def command(
                 f"datasets.{name} is given by both --meta and --dataset", param_hint="--dataset"
             )
         metadata = {**metadata, "datasets": {**given, **found}}
+    from mvcdb.refs import check_model_name, tag_list
+
+    check_model_name(model)  # before a missing database is created: a refused record leaves no file
+    tag_list(tags)
     created = not db_path(ctx).exists()
     db = open_db(ctx, create=True)
     if created:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mvcdb.errors import IntegrityError, MvcdbError
+from mvcdb.errors import MvcdbError
 
 from .context import json_option, open_db, ref_argument
 from .output import (
@@ -26,15 +26,11 @@ from .output import (
 )
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from mvcdb.database import Database
     from mvcdb.models import TensorInfo, Version
 
 #: Tensors larger than this are not read to compute a norm (shown as "-"); see --norm-limit.
 DEFAULT_NORM_LIMIT = 256 * 1024 * 1024
-#: Elements per float64 block when accumulating a norm (bounds the temporary copy to 8 MiB).
-_BLOCK = 1 << 20
 
 
 @click.command("show")
@@ -53,7 +49,7 @@ def command(ctx: click.Context, ref: str, norm_limit: int, as_json: bool) -> Non
     """Everything about one version: metadata, metrics, parents and children, tags, a parameter
     table (name, dtype, shape, size, L2 norm) and the trajectory with a sparkline per series.
 
-    REF is an id, a unique id prefix (4+ hex), a tag, MODEL@latest, or any of those with ~N.
+    REF is an id, a unique id prefix (4+ hex), a tag, MODEL@latest, or any of those with ~N or ^.
     With --json: the version object of `mvcdb log --json` plus "children", "params" (each with
     its "norm", null when skipped) and "trajectory" (see README).
     """
@@ -133,8 +129,8 @@ def _print(
         skipped = [p for p in params if norms.get(p.name) is None and p.name not in damaged]
         if skipped:
             click.echo(
-                f"norm '-': {len(skipped)} tensor(s) over {format_bytes(norm_limit)} not read"
-                " (raise --norm-limit to include them)"
+                f"norm '-': {len(skipped)} tensor(s) not read: over {format_bytes(norm_limit)}"
+                " (raise --norm-limit to include them) or not fetched yet (a lazy clone)"
             )
     if trajectory:
         emit_heading(f"Trajectory ({trajectory['steps']} steps)")
@@ -177,42 +173,20 @@ def _describe_refs(db: Database, ids: list[str]) -> str:
     return ", ".join(parts)
 
 
-def l2_norm(arr: np.ndarray) -> float:
-    """The L2 norm of any numeric array, accumulated in float64 (complex: of the magnitudes).
-
-    Works block by block so a large float32 tensor never needs a full float64 copy.
-    """
-    import numpy as np
-
-    flat = arr.reshape(-1)
-    total = 0.0
-    for start in range(0, flat.size, _BLOCK):
-        block = flat[start : start + _BLOCK]
-        wide = np.abs(block.astype(np.complex128)) if block.dtype.kind == "c" else block.astype(np.float64)
-        total += float(np.dot(wide, wide))
-    return math.sqrt(total)
-
-
 def _norms(
     db: Database, vid: str, params: list[TensorInfo], limit: int
 ) -> tuple[dict[str, float | None], dict[str, str]]:
-    """Each parameter's norm, restoring one tensor at a time; None for those over the limit. A
-    tensor whose bytes are damaged gets no norm: it is named, with why, in the second dict, and
-    the rest of the version is still shown."""
+    """Each parameter's norm (mvcdb.norms); None for those over the limit or not fetched yet (a
+    lazy clone's: browsing must not download the models). A tensor whose bytes are damaged gets
+    no norm: it is named, with why, in the second dict, and the rest is still shown."""
+    from mvcdb.norms import param_norms
+
     wanted = [p for p in params if p.nbytes <= limit]
     todo = sum(p.nbytes for p in wanted)
-    out: dict[str, float | None] = {p.name: None for p in params}
-    damaged: dict[str, str] = {}
-    done = 0
     with progress("Computing norms") as cb:
-        for p in wanted:
-            cb(done, todo, p.name)
-            try:
-                out[p.name] = l2_norm(db.restore(vid, [p.name])[p.name])
-            except IntegrityError as exc:
-                damaged[p.name] = f"param {p.name!r}: {exc}"
-            done += p.nbytes
-        cb(done, todo, "")
+        found, damaged = param_norms(db, vid, wanted, progress=lambda done, name: cb(done, todo, name))
+        cb(todo, todo, "")
+    out: dict[str, float | None] = {p.name: found.get(p.name) for p in params}
     return out, damaged
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -33,6 +34,10 @@ def command(ctx: click.Context, path: str | None) -> None:
         import mvcdb
 
         mvcdb.open(target, readonly=True).close()  # a foreign or newer file is refused before the UI
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            # without a terminal the UI would wait for keys that never come, drawing escape codes
+            # into a pipe or file: say so instead (after the file checks, so those errors come first)
+            raise MvcdbError("mvcdb tui needs a terminal (stdin and stdout must not be redirected)")
         from mvcdb.tui.app import MvcdbApp
     finally:
         gc.enable()

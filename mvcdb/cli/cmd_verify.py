@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .app import EXIT_CODE_KEY
 from .context import json_option, open_db
 from .output import emit_json, progress
 
@@ -28,6 +29,8 @@ def command(ctx: click.Context, as_json: bool) -> None:
     db = open_db(ctx, readonly=True)
     with progress("Verifying", unit="items") as cb:
         report = db.verify(progress=cb)
+    if not report.ok:  # known before printing: `mvcdb verify | head -1` still exits 1
+        ctx.meta[EXIT_CODE_KEY] = 1
     if as_json:
         emit_json(report.to_dict())
     else:

@@ -13,12 +13,16 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Label, Select, Static
 
 from ..data import Detail, counted, metric_text, short, size_text, sparkline
+from .versions_table import QuickTable
 
 if TYPE_CHECKING:
     from .chart import TrajectoryChart
 
 #: Metadata longer than this (as indented JSON) is cut, with a note.
 MAX_METADATA_LINES = 40
+#: Metric and series names are aligned up to this width; a longer name pushes only its own value
+#: (aligning to a 110-character name wrapped every value onto a line of its own).
+NAME_ALIGN = 24
 
 
 class DetailPane(VerticalScroll):
@@ -61,7 +65,7 @@ class DetailPane(VerticalScroll):
         """The parameters table, the series chooser and the chart (plotext is imported here)."""
         from .chart import TrajectoryChart
 
-        params: DataTable[str | Text] = DataTable(id="params", cursor_type="row", show_cursor=False)
+        params = QuickTable(id="params", cursor_type="row", show_cursor=False)
         params.add_column("name", key="name")
         params.add_column("dtype", key="dtype")
         params.add_column("shape", key="shape")
@@ -106,7 +110,7 @@ class DetailPane(VerticalScroll):
 
     def _fill_body(self, detail: Detail) -> None:
         """The parameters (norms to come, unless known), the series chooser and the chart."""
-        params = self.query_one("#params", DataTable)
+        params = self.query_one("#params", QuickTable)
         params.clear()
         for t in detail.tensors:
             shape = "×".join(str(d) for d in t.shape) if t.shape else "scalar"
@@ -114,17 +118,18 @@ class DetailPane(VerticalScroll):
                 Text(t.name),
                 Text(t.dtype),
                 Text(shape),
-                Text(f"{t.size:,} ({size_text(t.nbytes)})", justify="right"),
+                Text(size_text(t.nbytes), justify="right"),  # the element count: see the shape
                 Text("…", justify="right", style="dim"),
                 key=t.name,
             )
+        params.measure_new_rows()  # 1,000 parameters took ~0.3 s more measured the usual way
         if self._norms is not None:
             self._show_norms(self._norms)
         select: Select[str] = self.query_one("#series", Select)
         names = list(detail.series)
         if names != self._series_names:
             self._series_names = names
-            select.set_options([(n, n) for n in names])
+            select.set_options([(Text(n), n) for n in names])  # Text: "loss[val]" is no markup
         if names:
             preferred = next((n for n in names if "loss" in n), names[0])
             select.value = preferred
@@ -145,7 +150,9 @@ class DetailPane(VerticalScroll):
         params = self.query_one("#params", DataTable)
         for name in [str(k.value) for k in params.rows]:
             text = metric_text(norms[name]) if name in norms else "—"
-            params.update_cell(name, "norm", Text(text, justify="right"))
+            # update_width: the column was as wide as its header, which cut 0.17321 to "0.17"
+            # and 1.235e+05 to "1.23" (a narrow pane scrolls the table sideways instead)
+            params.update_cell(name, "norm", Text(text, justify="right"), update_width=True)
 
     def plot(self, series: str) -> None:
         """Draw the chosen series of the shown version."""
@@ -190,14 +197,14 @@ class DetailPane(VerticalScroll):
         row("params", f"{counted(len(detail.tensors), 'tensor')}, {size_text(v.params_bytes)}")
         if not v.metrics:
             row("metrics", "—")
-        width = max((len(n) for n in v.metrics), default=0)
+        width = min(NAME_ALIGN, max((len(n) for n in v.metrics), default=0))
         for i, (name, value) in enumerate(v.metrics.items()):
             line = Text(f"{name:<{width}}  ", style="cyan")
             line.append(metric_text(value))
             row("metrics" if i == 0 else "", line)
         for i, line_text in enumerate(_metadata_lines(v.metadata)):
             row("metadata" if i == 0 else "", line_text)
-        width = max((len(n) for n in detail.series), default=0)
+        width = min(NAME_ALIGN, max((len(n) for n in detail.series), default=0))
         for i, (name, values) in enumerate(detail.series.items()):
             finite = values[np.isfinite(values)]
             last = metric_text(float(finite[-1])) if len(finite) else "nan"

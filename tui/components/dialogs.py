@@ -14,6 +14,7 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from mvcdb.models import TagMove, Version
+from mvcdb.refs import check_tag_name
 
 from ..data import EXPORT_FORMATS, export_format, short, tag_state, when_text
 
@@ -85,18 +86,25 @@ class TagScreen(ModalScreen[str | None]):
     @work(thread=True, exclusive=True, group="tag-lookup", exit_on_error=False)
     def _lookup(self, name: str) -> None:
         """Load where the typed tag points and its moves (in a thread: it reads the file)."""
+        problem = None
         try:
+            if name:
+                check_tag_name(name)
             target, history = tag_state(self.db_path, name) if name else (None, [])
-        except Exception:  # noqa: BLE001 - an invalid name simply has no state yet
-            target, history = None, []
+        except Exception as exc:  # noqa: BLE001 - an invalid name has no state: say why instead
+            target, history, problem = None, [], str(exc)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show_state, name, target, history)
+            self.app.call_from_thread(self._show_state, name, target, history, problem)
 
-    def _show_state(self, name: str, target: str | None, history: list[TagMove]) -> None:
+    def _show_state(
+        self, name: str, target: str | None, history: list[TagMove], problem: str | None = None
+    ) -> None:
         self.current_target = target
         state = self.query_one("#tag-state", Static)
         if not name:
             state.update("")
+        elif problem is not None:  # was "'bad name' is a new tag.", refused only on Tag
+            state.update(Text(problem, style="bold red"))
         elif target is None:
             state.update(Text(f"'{name}' is a new tag.", style="green"))
         elif target == self.version.id:
@@ -134,8 +142,10 @@ class ExportScreen(ModalScreen[tuple[str, str] | None]):
     def __init__(self, version: Version, directory: Path | None = None) -> None:
         super().__init__(classes="dialog")
         self.version = version
-        base = f"{version.model.replace('/', '_')}-{version.short_id}.npz"
-        self.default_path = str((directory / base) if directory else Path(base))
+        # model names may be 200 characters: past ~255 bytes a file name cannot be created
+        base = f"{version.model.replace('/', '_')[:64]}-{version.short_id}.npz"
+        # absolute, so the dialog says where the file goes (the directory mvcdb tui started in)
+        self.default_path = str((directory or Path.cwd()).absolute() / base)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box", id="export-box"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Select, Static
 
-from ..data import load_diff, metric_text, short
+from ..data import in_thread, load_diff, metric_text, short
 from .chart import TrajectoryChart
 
 PlotData = tuple[np.ndarray | None, dict[str, np.ndarray]]
@@ -53,14 +54,17 @@ class DiffScreen(Screen[None]):
     def on_mount(self) -> None:
         self._load()
 
-    @work(thread=True, exclusive=True, group="diff", exit_on_error=False)
-    def _load(self) -> None:
+    @work(exclusive=True, group="diff", exit_on_error=False)
+    async def _load(self) -> None:
+        """The diff in a daemon thread: `q` used to wait for it to end (seconds a GB of tensors);
+        leaving the screen cancels this worker, and the thread's result is then dropped."""
+        diffing = in_thread(lambda: load_diff(self.db_path, self.a, self.b), name="mvcdb-diff")
         try:
-            report, curves = load_diff(self.db_path, self.a, self.b)
+            report, curves = await asyncio.wrap_future(diffing)
         except Exception as exc:  # noqa: BLE001 - shown as a notification, the screen stays
-            self.app.call_from_thread(self._failed, str(exc))
+            self._failed(str(exc))
             return
-        self.app.call_from_thread(self._show, report, curves)
+        self._show(report, curves)
 
     def _failed(self, message: str) -> None:
         self.query_one("#diff-title", Static).update(Text(f"diff failed: {message}", style="bold red"))
@@ -78,7 +82,7 @@ class DiffScreen(Screen[None]):
         self.query_one("#diff-trajectory", Static).update(_trajectory_table(report.get("trajectory") or []))
         names = sorted(set(curves["a"][1]) | set(curves["b"][1]))
         select: Select[str] = self.query_one("#diff-series", Select)
-        select.set_options([(n, n) for n in names])
+        select.set_options([(Text(n), n) for n in names])  # Text: "loss[val]" is no markup
         if names:
             chosen = next((n for n in names if "loss" in n), names[0])
             select.value = chosen
@@ -210,6 +214,11 @@ def _num(value: Any) -> str:
     return str(value)
 
 
+def _count(value: Any) -> str:
+    """A number of steps: 1,000,000 (as a metric it read 1.000e+06)."""
+    return f"{value:,}" if isinstance(value, int) else _num(value)
+
+
 def _pct(value: Any) -> str:
     if isinstance(value, (int, float)) and value == value:
         return f"{value * 100:.3g}%"
@@ -241,8 +250,8 @@ def _trajectory_table(rows: list[dict[str, Any]]) -> RenderableType:
         a, b = r.get("a") or {}, r.get("b") or {}
         table.add_row(
             Text(str(r.get("name"))),
-            _num(r.get("len_a")),
-            _num(r.get("len_b")),
+            _count(r.get("len_a")),
+            _count(r.get("len_b")),
             _num(a.get("last")),
             _num(b.get("last")),
             _num(a.get("min")),

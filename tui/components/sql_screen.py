@@ -14,12 +14,13 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
-from textual.worker import get_current_worker
 
-from ..data import run_sql, schema_views
+from ..data import SqlQuery, SqlResult, SqlStopped, counted, schema_views
 
-#: Rows shown at most (the status line says when there were more).
+#: Rows read and shown at most (the status line says when there were more).
 MAX_ROWS = 1000
+#: Seconds a query may run before it is stopped with an error.
+QUERY_SECONDS = 60.0
 
 
 class SqlScreen(Screen[None]):
@@ -34,6 +35,8 @@ class SqlScreen(Screen[None]):
         super().__init__()
         self.db_path = db_path
         self.last_rows: list[dict[str, Any]] = []
+        #: The query running now, to stop when another starts or the screen closes.
+        self._query_running: SqlQuery | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -80,36 +83,52 @@ class SqlScreen(Screen[None]):
             self.run_query(event.value)
 
     def run_query(self, query: str) -> None:
-        """Run a query in a worker; the results or the error arrive on the UI thread."""
+        """Run a query in a worker (stopping one still running); results or error come back."""
         self.query_one("#sql-status", Static).update(Text("running …", style="dim"))
-        self._run(query)
+        self._stop_running()
+        self._query_running = SqlQuery(self.db_path, query, MAX_ROWS, QUERY_SECONDS)
+        self._run(self._query_running)
+
+    def _stop_running(self) -> None:
+        if self._query_running is not None:
+            self._query_running.stop()
+            self._query_running = None
+
+    def on_unmount(self) -> None:
+        """A query still running stops with the screen (else quitting waited for its end)."""
+        self._stop_running()
 
     @work(thread=True, exclusive=True, group="sql", exit_on_error=False)
-    def _run(self, query: str) -> None:
+    def _run(self, sql: SqlQuery) -> None:
         start = time.perf_counter()
         try:
-            rows = run_sql(self.db_path, query)
-        except Exception as exc:  # noqa: BLE001 - a refused write or bad SQL is a notification
-            self.app.call_from_thread(self._failed, str(exc))
+            result = sql.run()
+        except SqlStopped:
             return
-        if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show_rows, rows, time.perf_counter() - start)
+        except Exception as exc:  # noqa: BLE001 - a refused write or bad SQL is a notification
+            self.app.call_from_thread(self._failed, sql, str(exc))
+            return
+        self.app.call_from_thread(self._show_rows, sql, result, time.perf_counter() - start)
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, sql: SqlQuery, message: str) -> None:
+        if sql is not self._query_running or not self.is_attached:
+            return
         self.query_one("#sql-status", Static).update(Text(message, style="bold red"))
         self.notify(message, title="SQL refused", severity="error", markup=False)
 
-    def _show_rows(self, rows: list[dict[str, Any]], seconds: float) -> None:
-        self.last_rows = rows
+    def _show_rows(self, sql: SqlQuery, result: SqlResult, seconds: float) -> None:
+        if sql is not self._query_running or not self.is_attached:
+            return  # a newer query has started, or the screen is gone
+        self.last_rows = [dict(zip(result.columns, row, strict=False)) for row in result.rows]
         table = self.query_one("#sql-results", DataTable)
         table.clear(columns=True)
-        columns = list(rows[0]) if rows else []
-        for col in columns:
-            table.add_column(col, key=col)
-        for row in rows[:MAX_ROWS]:
-            table.add_row(*(_cell(row.get(c)) for c in columns))
-        more = f", showing the first {MAX_ROWS}" if len(rows) > MAX_ROWS else ""
-        self.query_one("#sql-status", Static).update(f"{len(rows)} rows in {seconds * 1000:.0f} ms{more}")
+        for col in result.columns:
+            table.add_column(Text(col))  # Text: a column named "[b]x[/b]" keeps its brackets
+        for row in result.rows:
+            table.add_row(*(_cell(value) for value in row))
+        shown = counted(len(result.rows), "row", result.more)
+        more = f" (only the first {MAX_ROWS:,} read)" if result.more else ""
+        self.query_one("#sql-status", Static).update(f"{shown} in {seconds * 1000:.0f} ms{more}")
 
     def action_focus_query(self) -> None:
         self.query_one("#sql-query", Input).focus()

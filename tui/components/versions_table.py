@@ -17,11 +17,50 @@ from mvcdb.models import Version
 from ..data import FIXED_COLUMNS, MESSAGE_COLUMN, metric_text, when_text
 
 MARK = "●"
+#: Cells and headers are cut to this many characters (a 200-character model name, allowed, took
+#: the whole table's width and pushed every other column off screen); the detail pane shows all.
+MAX_CELL = 32
+#: The message column, the last one, may be wider.
+MAX_MESSAGE = 80
 #: Ask for the next page when the cursor or the viewport comes this close to the last row.
 NEAR_END_ROWS = 40
 
 
-class VersionsTable(DataTable[str | Text]):
+class QuickTable(DataTable[str | Text]):
+    """A DataTable that measures new rows with one ConsoleOptions for all their cells (Textual
+    builds one a cell: most of the time adding rows takes) and right away, not when idle."""
+
+    def measure_new_rows(self) -> None:
+        """Fit the columns to the new rows now. DataTable defers this to its next idle moment, and
+        a loaded machine was once seen showing every column cut to its header's width (tmux test);
+        measuring here makes the widths part of loading, whatever the event loop does next.
+        (Textual 8.2's own idle step, the same three lines: pinned in pyproject.)"""
+        if self._require_update_dimensions:
+            self._require_update_dimensions = False
+            new_rows = self._new_rows.copy()
+            self._new_rows.clear()
+            self._update_dimensions(new_rows)
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        """DataTable's, with one ConsoleOptions for every cell: Textual's measure() builds one a
+        cell, ~80 % of the time adding a page takes. Rows with a label or an automatic height
+        (mvcdb's tables have neither) are left to DataTable."""
+        keys = list(new_rows)
+        indexes = [index for index in map(self._row_locations.get, keys) if index is not None]
+        if any(row.label is not None or row.auto_height for row in map(self.rows.get, keys) if row):
+            super()._update_dimensions(keys)
+            return
+        console = self.app.console
+        options = console.options
+        columns = self.ordered_columns
+        for index in indexes:
+            _, cells = self._get_row_renderables(index)
+            for column, cell in zip(columns, cells, strict=False):  # as DataTable pairs them
+                column.content_width = max(column.content_width, cell_width(console, options, cell))
+        super()._update_dimensions(())  # the virtual size, as DataTable sets it
+
+
+class VersionsTable(QuickTable):
     """A DataTable keyed by full version id, with a mark column and one column per key metric."""
 
     class NearEnd(Message):
@@ -44,7 +83,7 @@ class VersionsTable(DataTable[str | Text]):
         for key, (label, _) in FIXED_COLUMNS.items():
             self.add_column(Text(self._label(key, label)), key=key)
         for name in self.metric_names:
-            self.add_column(Text(self._label(f"metric:{name}", name)), key=f"metric:{name}")
+            self.add_column(Text(self._label(f"metric:{name}", clip(name))), key=f"metric:{name}")
         self.add_column(Text(self._label(*MESSAGE_COLUMN)), key=MESSAGE_COLUMN[0])
 
     def _label(self, key: str, label: str) -> str:
@@ -58,7 +97,7 @@ class VersionsTable(DataTable[str | Text]):
             name = str(key.value)
             if name == "mark":
                 continue
-            base = FIXED_COLUMNS[name][0] if name in FIXED_COLUMNS else name.removeprefix("metric:")
+            base = FIXED_COLUMNS[name][0] if name in FIXED_COLUMNS else clip(name.removeprefix("metric:"))
             column.label = Text(self._label(name, base))
         self.refresh()
 
@@ -67,15 +106,16 @@ class VersionsTable(DataTable[str | Text]):
         # Text, not str: DataTable would parse a str as markup ("[x]" in a message must stay text).
         cells: list[str | Text] = [
             Text(MARK if v.id in self.marks else ""),
-            Text(v.model),
+            Text(clip(v.model)),
             Text(v.short_id),
             Text(when_text(v.created_at)),
-            Text(v.author),
-            Text(", ".join(v.tags), style="bold green"),
+            Text(clip(v.author)),
+            Text(clip(", ".join(v.tags)), style="bold green"),
         ]
         for name in self.metric_names:
             cells.append(Text(metric_text(v.metrics.get(name)), justify="right"))
-        cells.append(Text(v.message.splitlines()[0][:80] if v.message else ""))
+        first_line = next((line for line in v.message.splitlines() if line.strip()), "")
+        cells.append(Text(clip(first_line, MAX_MESSAGE)))
         return cells
 
     def add_versions(self, versions: Sequence[Version]) -> None:
@@ -84,36 +124,7 @@ class VersionsTable(DataTable[str | Text]):
             if v.id in self.rows:
                 continue
             self.add_row(*self.row_cells(v), key=v.id)
-        self._measure_new_rows()
-
-    def _measure_new_rows(self) -> None:
-        """Fit the columns to the new rows now. DataTable defers this to its next idle moment, and
-        a loaded machine was once seen showing every column cut to its header's width (tmux test);
-        measuring here makes the widths part of loading, whatever the event loop does next.
-        (Textual 8.2's own idle step, the same three lines: pinned in pyproject.)"""
-        if self._require_update_dimensions:
-            self._require_update_dimensions = False
-            new_rows = self._new_rows.copy()
-            self._new_rows.clear()
-            self._update_dimensions(new_rows)
-
-    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
-        """DataTable's, with one ConsoleOptions for every cell: Textual's measure() builds one a
-        cell, ~80 % of the time adding a page takes. Rows with a label or an automatic height
-        (this table has neither) are left to DataTable."""
-        keys = list(new_rows)
-        indexes = [index for index in map(self._row_locations.get, keys) if index is not None]
-        if any(row.label is not None or row.auto_height for row in map(self.rows.get, keys) if row):
-            super()._update_dimensions(keys)
-            return
-        console = self.app.console
-        options = console.options
-        columns = self.ordered_columns
-        for index in indexes:
-            _, cells = self._get_row_renderables(index)
-            for column, cell in zip(columns, cells, strict=False):  # as DataTable pairs them
-                column.content_width = max(column.content_width, cell_width(console, options, cell))
-        super()._update_dimensions(())  # the virtual size, as DataTable sets it
+        self.measure_new_rows()
 
     def id_at_cursor(self) -> str | None:
         """The full id of the highlighted row, if any."""
@@ -151,6 +162,11 @@ class VersionsTable(DataTable[str | Text]):
         super().watch_scroll_y(old_value, new_value)
         if self.row_count and new_value + self.size.height >= self.row_count - NEAR_END_ROWS:
             self.post_message(self.NearEnd())
+
+
+def clip(text: str, width: int = MAX_CELL) -> str:
+    """text cut to width characters, the last one an ellipsis when it was longer."""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def cell_width(console: Console, options: ConsoleOptions, cell: RenderableType) -> int:
