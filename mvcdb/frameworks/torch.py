@@ -8,6 +8,7 @@ travel as their raw bits under an extension name (see mvcdb/dtypes.py).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,6 +78,13 @@ def to_numpy(name: str, tensor: Any, what: str = "parameter") -> np.ndarray:
     what names the kind of value in errors ('parameter', 'series')."""
     if not isinstance(tensor, torch.Tensor):
         raise MvcdbError(f"{what} {name!r} is a {type(tensor).__name__}, not a torch tensor")
+    if torch.nn.parameter.is_lazy(tensor):
+        raise MvcdbError(f"{what} {name!r} {_LAZY}")
+    if tensor.is_nested:
+        raise MvcdbError(
+            f"{what} {name!r} is a nested (ragged) tensor; record its components, or pad it"
+            " (torch.nested.to_padded_tensor) first"
+        )
     if tensor.layout != torch.strided:
         raise MvcdbError(f"{what} {name!r} is a {tensor.layout} tensor; densify it (to_dense()) first")
     if tensor.is_quantized:
@@ -121,6 +129,9 @@ def _from_numpy_writable(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
 
 
+_LAZY = "is not initialized yet (a lazy module): run one forward pass first"
+
+
 def _state(obj: Any) -> Mapping[str, Any]:
     """The state_dict of a module (parameters and persistent buffers), or obj if it is one."""
     if isinstance(obj, torch.nn.Module):
@@ -157,14 +168,24 @@ def load_into(obj: Any, params: Mapping[str, np.ndarray], *, partial: bool = Fal
     replaced by the restored ones, on the CPU. A state_dict's meta tensors cannot be: MvcdbError.
     """
     state = _state(obj)
-    expected: dict[str, Slot] = {
-        name: (dtype_name(t.dtype, name), tuple(t.shape))
-        for name, t in state.items()
-        if isinstance(t, torch.Tensor)
-    }
-    check_fits(expected, params, what=_describe(obj), partial=partial)
-    on_meta = [name for name in params if state[name].is_meta]
     module = isinstance(obj, torch.nn.Module)
+    expected: dict[str, Slot] = {}
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and torch.nn.parameter.is_lazy(t):
+            raise MvcdbError(f"cannot load into {_describe(obj)}: {name!r} {_LAZY}")
+        if isinstance(t, torch.Tensor) and t.is_nested:
+            raise MvcdbError(f"cannot load into {_describe(obj)}: {name!r} is a nested (ragged) tensor")
+        if isinstance(t, torch.Tensor):
+            expected[name] = (dtype_name(t.dtype, name), tuple(t.shape))
+        elif module and not partial:  # load_state_dict would demand it; a version holds tensors only
+            raise MvcdbError(
+                f"cannot load into {_describe(obj)}: its state_dict entry {name!r} is a"
+                f" {type(t).__name__}, not a tensor, and mvcdb versions hold tensors only"
+            )
+    check_fits(expected, params, what=_describe(obj), partial=partial)
+    tied = _tied_groups(obj) if module else []
+    _check_tied(tied, params, _describe(obj))
+    on_meta = [name for name in params if state[name].is_meta]
     if on_meta and not module:
         raise MvcdbError(
             f"cannot load into the state_dict: {on_meta[0]!r} is on the meta device, which holds no"
@@ -179,11 +200,71 @@ def load_into(obj: Any, params: Mapping[str, np.ndarray], *, partial: bool = Fal
         # so that the module shares no memory with the arrays restore() returns.
         if on_meta:
             tensors = {name: t.clone() for name, t in tensors.items()}
-        obj.load_state_dict(tensors, strict=not partial, assign=bool(on_meta))
+        try:
+            obj.load_state_dict(tensors, strict=not partial, assign=bool(on_meta))
+        except RuntimeError as exc:  # the module's own loading hooks refused
+            first = " ".join(str(exc).split())[:300]
+            raise MvcdbError(f"cannot load into {_describe(obj)}: {first}") from None
+        if on_meta:
+            _retie(obj, tied)
         return
     with torch.no_grad():
         for name, tensor in tensors.items():
             state[name].copy_(tensor)
+
+
+def _tied_groups(module: torch.nn.Module) -> list[list[str]]:
+    """The names under which one tensor is registered several times (tied weights: an embedding
+    shared with the output layer), one list per tensor."""
+    names: dict[int, list[str]] = {}
+    everything = itertools.chain(
+        module.named_parameters(remove_duplicate=False), module.named_buffers(remove_duplicate=False)
+    )
+    for name, tensor in everything:
+        names.setdefault(id(tensor), []).append(name)
+    return [group for group in names.values() if len(group) > 1]
+
+
+def _check_tied(groups: list[list[str]], params: Mapping[str, np.ndarray], what: str) -> None:
+    """Refuse a version whose values differ for names that are one tensor in the model (tied):
+    loading would keep one of them and silently drop the other."""
+    for group in groups:
+        present = [name for name in group if name in params]
+        first = params[present[0]] if present else None
+        for other in present[1:]:
+            if not np.array_equal(_bits(first), _bits(params[other])):
+                raise MvcdbError(
+                    f"cannot load into {what}: {present[0]!r} and {other!r} are one tensor in the"
+                    " model (tied) but differ in the version"
+                )
+
+
+def _bits(arr: Any) -> np.ndarray:
+    """The bytes of an array (NaN payloads compared as bits, whatever the dtype)."""
+    return np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+
+
+def _retie(module: torch.nn.Module, groups: list[list[str]]) -> None:
+    """Tie again what load_state_dict(assign=True) untied: it gives every name its own tensor, so
+    a materialized module would train two copies. Each name of a group gets the group's loaded
+    tensor (the first that is no longer on the meta device)."""
+    for group in groups:
+        tensors = {name: _registered(module, name) for name in group}
+        source = next((t for t in tensors.values() if not t.is_meta), None)
+        if source is None:
+            continue
+        for name, tensor in tensors.items():
+            if tensor is not source:
+                owner, _, attr = name.rpartition(".")
+                setattr(module.get_submodule(owner), attr, source)
+
+
+def _registered(module: torch.nn.Module, name: str) -> torch.Tensor:
+    """The parameter or buffer registered under a dotted name."""
+    try:
+        return module.get_parameter(name)
+    except AttributeError:
+        return module.get_buffer(name)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,6 @@
 """Storing chunks fetched from a remote as they arrived: stub rows that a lazy clone fills later,
-and verified self-contained encodings (codecs 0-2) written without re-compression."""
+and verified self-contained encodings (codecs 0-2) written without re-compression; which
+parameters of a version are still stubs."""
 
 from __future__ import annotations
 
@@ -29,3 +30,14 @@ def insert_encoded(conn: sqlite3.Connection, rows: Sequence[tuple[bytes, int, in
         conn.executemany(
             "INSERT OR IGNORE INTO chunks (hash, size, codec, itemsize, data) VALUES (?, ?, ?, ?, ?)", rows
         )
+
+
+def unfetched_params(conn: sqlite3.Connection, version_id: str) -> frozenset[str]:
+    """Names of a version's parameters with chunks a lazy clone has not fetched yet (reading
+    them would download them): what browsing (show, the TUI's norms) should leave alone."""
+    rows = conn.execute(
+        "SELECT DISTINCT tc.name FROM versions v JOIN tensor_chunks tc ON tc.vid = v.vid"
+        f" JOIN chunks c ON c.cid = tc.cid WHERE v.id = ? AND tc.kind = 'param' AND c.codec = {STUB}",
+        (version_id,),
+    )
+    return frozenset(str(name) for (name,) in rows)

@@ -8,9 +8,12 @@ and migration run under an advisory lock, so many processes can meet a fresh rem
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import cache
 from importlib import resources
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import MvcdbError, SchemaVersionError
@@ -62,7 +65,10 @@ def connect(url: str) -> psycopg.Connection[Any]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    """A driver error as one line: the server's primary message when it sent one (without the
+    LINE/caret context of the statement), else the whole text, whitespace collapsed."""
+    primary = getattr(getattr(exc, "diag", None), "message_primary", None)
+    text = " ".join(str(primary or exc).split())
     return text[:300] or type(exc).__name__
 
 
@@ -71,16 +77,64 @@ def remote_error(url: str, exc: BaseException) -> MvcdbError:
     return MvcdbError(f"remote {redact(url)}: {_first_line(exc)}")
 
 
-def _installed_version(conn: psycopg.Connection[Any]) -> int | None:
-    # pg_class through a fresh snapshot (to_regclass may answer from a stale catalog cache)
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
-        " ON n.oid = c.relnamespace WHERE n.nspname = 'mvcdb' AND c.relname = 'schema_version')"
-    ).fetchone()
-    if not row or not row[0]:
+@cache
+def baseline_columns() -> Mapping[str, frozenset[str]]:
+    """{table: its column names} as schema_pg.sql creates them in the schema `mvcdb` (migrations
+    only ever add: a remote made by mvcdb has at least these)."""
+    tables: dict[str, frozenset[str]] = {}
+    for table, body in re.findall(r"CREATE TABLE mvcdb\.(\w+) \((.*?)\n\);", schema_sql(), re.S):
+        # column lines start with a lower-case name; constraints (PRIMARY KEY...) are upper case
+        tables[table] = frozenset(re.findall(r"^\s+([a-z_][a-z0-9_]*)\s", body, re.M))
+    return MappingProxyType(tables)
+
+
+def _mvcdb_columns(conn: psycopg.Connection[Any]) -> dict[str, set[str]]:
+    """{table: columns} of the tables in the schema `mvcdb` (empty: no such schema, or empty).
+
+    Read from pg_catalog through a fresh snapshot (to_regclass may answer from a stale cache)."""
+    tables: dict[str, set[str]] = {}
+    for table, column in conn.execute(
+        "SELECT c.relname, a.attname FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+        " WHERE n.nspname = 'mvcdb' AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+    ):
+        tables.setdefault(str(table), set()).update([str(column)] if column is not None else [])
+    return tables
+
+
+def _not_ours(found: Mapping[str, set[str]]) -> str | None:
+    """Why a schema `mvcdb` holding these tables was not made by mvcdb (None: it was)."""
+    for table, columns in baseline_columns().items():
+        if table not in found:
+            return f"it has no table {table}"
+        missing = sorted(columns - found[table])
+        if missing:
+            return f"its table {table} has no column {missing[0]}"
+    return None
+
+
+def _installed_version(conn: psycopg.Connection[Any], url: str) -> int | None:
+    """The remote schema's version; None if the database holds no mvcdb schema yet (no schema
+    `mvcdb`, or an empty one, e.g. made by an administrator: mvcdb fills it in). MvcdbError if its
+    schema `mvcdb` belongs to something else (written into, it would be damaged or refuse)."""
+    found = _mvcdb_columns(conn)
+    if not found:
         return None
-    row = conn.execute("SELECT coalesce(max(version), 0) FROM mvcdb.schema_version").fetchone()
-    return int(row[0]) if row else 0
+    version: int | None = None
+    if "version" in found.get("schema_version", set()):
+        row = conn.execute("SELECT max(version)::text FROM mvcdb.schema_version").fetchone()
+        text = str(row[0]) if row and row[0] is not None else "0"
+        version = int(text) if text.isdigit() else None
+        if version is not None:
+            _check_not_newer(version)  # a newer mvcdb's schema: say "upgrade", not "foreign"
+    why = _not_ours(found) or (None if version is not None else "its schema_version has no version number")
+    if why is not None:
+        raise MvcdbError(
+            f'remote {redact(url)}: its schema "mvcdb" was not created by mvcdb ({why});'
+            " use another database for the remote"
+        )
+    return version
 
 
 def _check_not_newer(version: int) -> None:
@@ -91,16 +145,18 @@ def _check_not_newer(version: int) -> None:
         )
 
 
-def ensure_schema(conn: psycopg.Connection[Any]) -> int:
-    """Create the remote schema if missing and apply pending migrations; return its version."""
-    version = _installed_version(conn)
+def ensure_schema(conn: psycopg.Connection[Any], url: str) -> int:
+    """Create the remote schema if missing and apply pending migrations; return its version.
+
+    A schema `mvcdb` that mvcdb did not create is refused (MvcdbError), nothing written."""
+    version = _installed_version(conn, url)
     if version is not None:
         _check_not_newer(version)
         if version == SCHEMA_VERSION:
             return version
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        version = _installed_version(conn)  # another process may have created it meanwhile
+        version = _installed_version(conn, url)  # another process may have created it meanwhile
         if version is None:
             conn.execute(schema_sql().encode())
             conn.execute(
@@ -121,7 +177,7 @@ def ensure_schema(conn: psycopg.Connection[Any]) -> int:
 
 def check_schema(conn: psycopg.Connection[Any], url: str) -> int:
     """For readers: the remote must already hold an mvcdb schema this code understands."""
-    version = _installed_version(conn)
+    version = _installed_version(conn, url)
     if version is None:
         raise MvcdbError(f"remote {redact(url)} holds no mvcdb data yet (push to it first)")
     _check_not_newer(version)

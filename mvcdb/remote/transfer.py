@@ -182,7 +182,7 @@ def push(
     name, url, conn = _connect(db, remote)
     psycopg = pg.driver()
     try:
-        pg.ensure_schema(conn)
+        pg.ensure_schema(conn, url)
         return _push(db, conn, name, refs, force=force, progress=_Progress(progress))
     except psycopg.Error as exc:
         raise pg.remote_error(url, exc) from None
@@ -571,7 +571,8 @@ def _resolve_remote_ref(conn: psycopg.Connection[Any], ref: str) -> str:
             "SELECT parent FROM mvcdb.lineage WHERE child = %s AND position = 0", (vid_hex,)
         ).fetchone()
         if parent is None:
-            raise RefError(f"{ref!r}: {base}~{i} has no parent on the remote")
+            why = f"{base} is a root version: it has no parent" if i == 0 else f"{base}~{i} has no parent"
+            raise RefError(f"{ref!r}: {why} on the remote")
         vid_hex = str(parent[0])
     return vid_hex
 
@@ -803,14 +804,22 @@ def _pull_tags(
                 " ON CONFLICT (name) DO UPDATE SET vid = excluded.vid",
                 (tag, row[0]),
             )
-            explained = any(h[0] == tag and h[1] == mine and h[2] == target for h in history)
-            if not explained:  # the remote's history does not say how it got there: say it here
+            if not _history_ends_at(db.conn, tag, target):  # the copied history does not say
+                # how it got there (the remote's moves end elsewhere, or earlier than ours): say it here
                 db.conn.execute(
                     "INSERT OR IGNORE INTO tag_history (name, from_id, to_id, author, at)"
                     " VALUES (?, ?, ?, ?, ?)",
                     (tag, mine, target, author, at),
                 )
             report.tags_moved.append(tag)
+
+
+def _history_ends_at(conn: sqlite3.Connection, tag: str, target: str) -> bool:
+    """True if the tag's history, read in order (as `tags --history` shows it), ends at target."""
+    last = conn.execute(
+        "SELECT to_id FROM tag_history WHERE name = ? ORDER BY at DESC, seq DESC LIMIT 1", (tag,)
+    ).fetchone()
+    return last is not None and last[0] == target
 
 
 # -- clone and lazy clones -------------------------------------------------------------------------
@@ -841,10 +850,12 @@ def clone(
     target = Path(path)
     if target.exists() and target.stat().st_size > 0:
         raise MvcdbError(f"{target} already exists; clone into a new path (or use pull)")
-    pg.driver()
-    conn = pg.connect(url)  # fail before creating anything if the remote is unreachable
+    psycopg = pg.driver()
+    conn = pg.connect(url)  # fail before creating anything if the remote is unreachable (or refuses)
     try:
         pg.check_schema(conn, url)
+    except psycopg.Error as exc:
+        raise pg.remote_error(url, exc) from None
     finally:
         conn.close()
     db = Database(target)

@@ -65,9 +65,10 @@ def check_url(url: str) -> str:
             port = host.partition(":")[2]
         if port and (not port.isdigit() or not 0 < int(port) < 65536):
             raise MvcdbError(f"invalid remote URL {redact(url)!r}: bad port {port!r}")
-    if not hostport and not any(k == "host" for k, _ in parse_qsl(parts.query)):
-        if parts.path in ("", "/"):
-            raise MvcdbError(f"invalid remote URL {redact(url)!r}: no host and no database name")
+    # a service (PGSERVICE file entry), host or dbname parameter can name what the URL does not
+    given = {k.lower() for k, v in parse_qsl(parts.query) if v}
+    if not hostport and parts.path in ("", "/") and not given & {"host", "hostaddr", "dbname", "service"}:
+        raise MvcdbError(f"invalid remote URL {redact(url)!r}: no host and no database name")
     return url.strip()
 
 
