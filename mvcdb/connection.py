@@ -349,8 +349,16 @@ def _begin(conn: sqlite3.Connection) -> None:
                 raise BusyError(BUSY_MESSAGE) from None
             raise
         waited = time.monotonic() - start > CONTENDED
-    if waited:
-        conn.poll_until = time.monotonic() + POLL_FOR
+    if waited:  # (max: a connection told to always poll keeps polling)
+        conn.poll_until = max(conn.poll_until, time.monotonic() + POLL_FOR)
+
+
+def wait_interruptibly(conn: sqlite3.Connection) -> None:
+    """From now on wait for the write lock by polling, in Python sleeps that Ctrl-C interrupts,
+    never in SQLite's busy handler, which ignores it for up to the whole busy timeout: for the
+    command line, whose user may give up waiting. Costs two pragmas (~30 us) a transaction."""
+    if isinstance(conn, Connection):
+        conn.poll_until = math.inf
 
 
 def _begin_polling(conn: sqlite3.Connection, max_delay: float = 0.01) -> bool:

@@ -3,6 +3,7 @@
 Conditions are small expressions a user types in Python, the CLI or the TUI filter box:
     metrics.val_loss < 0.2      metadata.train_set = 'a.csv'      metadata.hyper.lr >= 0.01
     model = linreg              author != bob                     message ~ warmup
+A metric whose name has other characters is quoted: metrics."acc[top1]" > 0.9 (or "acc[top1]").
 Operators: = == != < <= > >= and ~ (substring). Values: numbers, 'quoted' or "quoted" text,
 or a bare word; for metadata, bare true/false/null are JSON's; created_at takes a time as
 since=/until= do (2026-01-31, 2026-01-31 12:00, 7d). A bare `val_loss<0.2` (no prefix) means a
@@ -23,7 +24,8 @@ from .models import vids_from_text
 from .timeutil import parse_when, to_text
 
 _COND_RE = re.compile(
-    r"""^\s*(?P<field>[A-Za-z_][\w.\-/:+]*)\s*(?P<op>==|!=|<=|>=|=|<|>|~)\s*(?P<value>.+?)\s*$"""
+    r"""^\s*(?P<field>(?:metrics\.)?(?P<quote>["'])(?P<quoted>.+?)(?P=quote)|[A-Za-z_][\w.\-/:+]*)"""
+    r"""\s*(?P<op>==|!=|<=|>=|=|<|>|~)\s*(?P<value>.+?)\s*$"""
 )
 _SQL_OPS = {"=": "=", "==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _COLUMNS = {"model", "author", "message", "created_at", "id"}
@@ -115,6 +117,9 @@ def _parse_condition(cond: str) -> tuple[str, list[Any]] | _Metric:
             f"cannot read condition {cond!r}: expected FIELD OP VALUE, e.g. metrics.val_loss < 0.2"
         )
     value = _value(raw)
+    quoted = match.group("quoted")
+    if quoted is not None:  # metrics."acc[top1]" or "f1 score": a metric whatever its characters
+        field = f"metrics.{quoted}"
     if field.startswith("metadata."):
         lhs, params = "json_extract(v.metadata, ?)", [_json_path(field[len("metadata.") :])]
         if raw in _JSON_WORDS and op != "~":  # bare true/false/null: JSON's, as json_extract gives them

@@ -91,6 +91,20 @@ def test_filter_numbers_past_sqlite_integers_compare_as_floats(db: mvcdb.Databas
     assert db.versions(where=f"metrics.loss > -{huge}0") and not db.versions(where=f"metrics.loss > {huge}")
 
 
+def test_a_metric_with_any_characters_is_filtered_by_its_quoted_name(db: mvcdb.Database) -> None:
+    """`acc[top1]` and `f1 score ✓` are valid metric names that the bare-name grammar cannot read."""
+    a = db.record("m", {"a": 1.0}, metrics={"acc[top1]": 0.9, "f1 score ✓": 0.5})
+    b = db.record("m", {"a": 2.0}, metrics={"acc[top1]": 0.7, "f1 score ✓": 0.8})
+    assert [v.id for v in db.versions(where='metrics."acc[top1]" > 0.8')] == [a.id]
+    assert [v.id for v in db.versions(where="'acc[top1]' < 0.8")] == [b.id]  # bare, quoted: a metric
+    assert [
+        v.id for v in db.versions(where="metrics.'f1 score ✓' >= 0.6", order_by="-metrics.f1 score ✓")
+    ] == [b.id]
+    assert [v.id for v in db.versions(where='"metadata.x" > 0')] == []  # a metric of that name, none
+    with pytest.raises(mvcdb.MvcdbError, match=r"'~' \(contains\) does not apply to metric 'acc\[top1\]'"):
+        db.versions(where='"acc[top1]" ~ 1')
+
+
 @pytest.mark.parametrize(
     ("call", "needle"),
     [

@@ -226,3 +226,31 @@ def test_a_reader_finding_the_file_held_exclusively_is_told_not_shown_stale_rows
         other.close()
     with mvcdb.open(fx.path, readonly=True) as db:
         assert {v.message for v in db.versions()} == {"changed by the other program"}
+
+
+@pytest.mark.slow  # a real process waiting for a lock, then Ctrl-C: ~2 s
+def test_ctrl_c_ends_a_wait_for_another_writers_lock(fx: Fixture) -> None:
+    """SQLite's own busy wait ignores Ctrl-C: `mvcdb tag` sat out the whole busy timeout (60 s by
+    default) before it noticed. The command line waits in Python sleeps instead."""
+    import sqlite3
+
+    other = sqlite3.connect(fx.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        proc = subprocess.Popen(
+            _mvcdb(fx.path, "tag", "best", "waiting"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "MVCDB_BUSY_TIMEOUT": "120"},
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        time.sleep(1.5)  # past start-up: waiting for the lock
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        other.close()
+    assert proc.returncode == 130, err
+    assert err == b"Interrupted.\n"
+    with mvcdb.open(fx.path, readonly=True) as db:
+        assert "waiting" not in db.tags()

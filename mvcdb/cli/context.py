@@ -30,7 +30,7 @@ def open_db(ctx: click.Context, *, readonly: bool = False, create: bool = False)
     Read-only verbs pass readonly=True: they never write a byte, not even to a foreign file
     (which gets a one-line error and is left as it was). The database closes with the command.
     """
-    from mvcdb.connection import sniff
+    from mvcdb.connection import sniff, wait_interruptibly
     from mvcdb.database import Database
     from mvcdb.errors import MvcdbError
 
@@ -50,6 +50,8 @@ def open_db(ctx: click.Context, *, readonly: bool = False, create: bool = False)
         raise MvcdbError(f"{path} {state}; create a database with {hint}")
     db = Database(path, readonly=readonly)
     ctx.call_on_close(db.close)
+    if not readonly:
+        wait_interruptibly(db.conn)  # Ctrl-C ends a wait for another writer's lock
     return db
 
 
