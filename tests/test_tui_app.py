@@ -603,6 +603,14 @@ async def test_a_mark_on_a_version_another_process_removed_is_dropped(
             text=True,
         )
         assert done.returncode == 0, done.stderr
-        await wait_for(pilot, lambda: table_of(app).marks == [ids["v1"]], timeout=15)
-        assert any("was removed: no longer marked" in w for w in warnings_of(app))
-        assert "marked: " + ids["v1"][:12] in status_of(app)
+        # the mark, the warning and the status bar change in separate steps of the refresh: wait
+        # for all three (waiting for the mark alone once read the warning before it was posted)
+        await wait_for(
+            pilot,
+            lambda: (
+                table_of(app).marks == [ids["v1"]]
+                and any("was removed: no longer marked" in w for w in warnings_of(app))
+                and "marked: " + ids["v1"][:12] in status_of(app)
+            ),
+            timeout=15,
+        )
