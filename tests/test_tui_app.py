@@ -103,6 +103,7 @@ async def test_filter_box(fx: tuple[Path, dict[str, str]]) -> None:
         assert app.filter_text == ""
 
 
+@pytest.mark.slow  # seconds of pilot work: the full suite (CI) runs it
 @synchronous
 async def test_sort_by_columns(fx: tuple[Path, dict[str, str]]) -> None:
     path, ids = fx
@@ -376,6 +377,7 @@ async def test_pages_load_on_scroll(tmp_path: Path) -> None:
         assert str(table.get_row_at(229)[-1]) == "v0"
 
 
+@pytest.mark.slow  # seconds of pilot work: the full suite (CI) runs it
 @synchronous
 async def test_missing_pieces_are_notifications_not_crashes(fx: tuple[Path, dict[str, str]]) -> None:
     path, _ = fx
@@ -466,6 +468,7 @@ async def test_a_refused_filter_is_not_adopted(fx: tuple[Path, dict[str, str]]) 
         assert set(row_ids(app)) == {ids["m1"], ids["m2"]}
 
 
+@pytest.mark.slow  # seconds of pilot work: the full suite (CI) runs it
 @synchronous
 async def test_no_rows_clear_the_detail_and_rows_back_reload_it(fx: tuple[Path, dict[str, str]]) -> None:
     """A filter matching nothing empties the detail and lineage panes; clearing it shows the first
@@ -506,6 +509,7 @@ async def test_export_and_tag_refuse_without_a_shown_version(fx: tuple[Path, dic
         assert len(warnings_of(app)) == 3
 
 
+@pytest.mark.slow  # seconds of pilot work: the full suite (CI) runs it
 @synchronous
 async def test_export_follows_the_typed_extension(fx: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     """A .safetensors name with npz chosen writes safetensors (as `mvcdb restore -o` does), not a ZIP."""
@@ -586,6 +590,7 @@ async def test_dialogs_fit_a_60_column_terminal(fx: tuple[Path, dict[str, str]])
             await wait_for(pilot, lambda screen=screen: not isinstance(app.screen, screen))
 
 
+@pytest.mark.slow  # seconds of pilot work: the full suite (CI) runs it
 @synchronous
 async def test_a_mark_on_a_version_another_process_removed_is_dropped(
     fx: tuple[Path, dict[str, str]],
