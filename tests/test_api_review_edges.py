@@ -109,6 +109,7 @@ def test_a_metric_with_any_characters_is_filtered_by_its_quoted_name(db: mvcdb.D
     ("call", "needle"),
     [
         (lambda db: db.versions(where=5), "where must be a condition string or a list of them"),
+        (lambda db: db.sql("SELECT '\udcfe'"), "the query is not valid UTF-8 text"),
         (lambda db: db.versions(where=[None]), "where must be a condition string or a list of them"),
         (lambda db: db.versions(order_by=5), "order_by must be a string"),
         (lambda db: db.versions(since="yesterday"), "since 'yesterday' is not a date"),
