@@ -489,6 +489,10 @@ def export(
     target = Path(path)
     if target.exists() or Path(f"{target}-wal").exists():
         raise MvcdbError(f"{target} already exists; choose a new file name for the bundle")
+    folder = target.parent
+    if not folder.is_dir():
+        why = "does not exist" if not folder.exists() else "is not a directory"
+        raise MvcdbError(f"cannot write {target}: {folder} {why}")
     ids = closure(db, list(refs))
     vids_json = json.dumps(ids)
     tag_names = {

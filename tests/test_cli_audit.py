@@ -254,3 +254,16 @@ def test_ctrl_c_ends_a_wait_for_another_writers_lock(fx: Fixture) -> None:
     assert err == b"Interrupted.\n"
     with mvcdb.open(fx.path, readonly=True) as db:
         assert "waiting" not in db.tags()
+
+
+def test_export_into_a_folder_that_is_a_file_or_missing_says_it_cannot_write(
+    fx: Fixture, tmp_path: Path
+) -> None:
+    (tmp_path / "afile").write_text("x")
+    assert_error(
+        run(fx.path, ["export", "best", "-o", str(tmp_path / "afile" / "b.db")]), 1, "is not a directory"
+    )
+    assert_error(
+        run(fx.path, ["export", "best", "-o", str(tmp_path / "nodir" / "b.db")]), 1, "does not exist"
+    )
+    assert not (tmp_path / "nodir").exists()
