@@ -4,12 +4,12 @@ Each series is an array whose leading axis is the logged rows (a scalar loss is 
 matrix logged every step is [n, rows, cols]), stored through the same chunk store as parameters.
 A series logged at only some steps also stores its own steps (kind 'traj_steps').
 
-run.log keeps each call's keyword dict as it is (two list appends) and every BLOCK_ROWS rows
-LogBuffer turns the block into columns: one array per name when every row logged the same
-names (the usual loop), per-row bookkeeping only for blocks whose names vary. Steps (int64) are
-checked there once per block, a series name (record()'s rules) the first time it arrives; a
-framework tensor (one that requires grad, a bfloat16 one, one on a GPU) is converted as record()
-converts parameters (tensors.as_array).
+run.log keeps each call's keyword dict as it is (one extend of a flat list by the pair (step,
+values)) and every BLOCK_ROWS rows LogBuffer turns the block into columns: one array per name
+when every row logged the same names (the usual loop), per-row bookkeeping only for blocks whose
+names vary. Steps (int64) are checked there once per block, a series name (record()'s rules) the
+first time it arrives; a framework tensor (one that requires grad, a bfloat16 one, one on a GPU)
+is converted as record() converts parameters (tensors.as_array).
 """
 
 from __future__ import annotations

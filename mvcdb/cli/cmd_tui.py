@@ -23,7 +23,9 @@ def command(ctx: click.Context, path: str | None) -> None:
 
     target = Path(path) if path else db_path(ctx)
     if not target.exists():
-        raise MvcdbError(f"{target} does not exist (create it with `mvcdb --db {target} init`)")
+        raise MvcdbError(
+            f"{target} does not exist; create a database with `mvcdb init` (here: `mvcdb --db {target} init`)"
+        )
     import gc
 
     # The imports below create ~10^5 objects that live as long as the UI: collecting between them

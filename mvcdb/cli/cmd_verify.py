@@ -24,7 +24,7 @@ def command(ctx: click.Context, as_json: bool) -> None:
       {"path", "ok", "checked": {"versions", "chunks", "tags"},
        "problems": [{"kind", "subject", "detail"}], "notes": [...]}
     kinds: sqlite-integrity, foreign-key, chunk-corrupt, chunk-missing, manifest-hash,
-    manifest-decode, manifest-mismatch, manifest-incomplete, lineage, tag
+    manifest-decode, manifest-mismatch, manifest-incomplete, lineage, tag, meta
     """
     db = open_db(ctx, readonly=True)
     with progress("Verifying", unit="items") as cb:
