@@ -71,6 +71,24 @@ def test_emit_json_spells_non_finite_numbers_as_strings(capsys: pytest.CaptureFi
     assert json.loads(capsys.readouterr().out) == {"a": "nan", "b": ["inf", "-inf"], "c": "01"}
 
 
+def test_a_long_json_list_prints_an_item_a_line_and_converts_as_a_short_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Past LONG_JSON_LIST items json's C encoder writes each item (its indenting one is pure
+    Python); NaN, numpy scalars, bytes and non-string keys come out as in a short list."""
+    item = {"m": math.nan, "n": np.float32(0.5), "i": np.int64(3), "b": b"\x02", 7: [math.inf]}
+    expected = {"m": "nan", "n": 0.5, "i": 3, "b": "02", "7": ["inf"]}
+    for count in (2, output.LONG_JSON_LIST + 1):
+        output.emit_json([item, {"plain": 1}] * (count // 2) + [{"plain": 1}] * (count % 2))
+        text = capsys.readouterr().out
+        assert json.loads(text)[:2] == [expected, {"plain": 1}]
+        assert len(json.loads(text)) == count
+        lines = text.splitlines()
+        assert (len(lines) == count + 2) == (count > output.LONG_JSON_LIST)  # [ items ]
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        output.emit_json([object()] * (output.LONG_JSON_LIST + 1))
+
+
 def test_emit_table_is_tab_separated_when_piped(capsys: pytest.CaptureFixture[str]) -> None:
     output.emit_table(["a", "b"], [(1, None), ("x", "y")])
     assert capsys.readouterr().out == "a\tb\n1\t\nx\ty\n"

@@ -36,9 +36,35 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def _default(obj: Any) -> Any:
+    """What json's C encoder calls for a value it does not know: as _jsonable converts it."""
+    converted = _jsonable(obj)
+    if converted is obj:
+        raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+    return converted
+
+
+def _dumps(doc: Any, indent: int | None) -> str:
+    """doc as JSON: straight through json's encoder, or (a NaN, an infinity, a key JSON cannot
+    take) through _jsonable first, which turns those into strings."""
+    try:
+        return json.dumps(doc, indent=indent, ensure_ascii=False, allow_nan=False, default=_default)
+    except (ValueError, TypeError):
+        return json.dumps(_jsonable(doc), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+#: A top-level list longer than this prints one compact item a line (still one JSON document):
+#: json's indenting encoder is pure Python, several times slower than its C one.
+LONG_JSON_LIST = 100
+
+
 def emit_json(obj: Any) -> None:
-    """Print obj as JSON (NaN/inf become strings, objects with to_dict() are expanded)."""
-    click.echo(json.dumps(_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False))
+    """Print obj as JSON (NaN/inf become strings, objects with to_dict() are expanded), indented;
+    a long top-level list with one compact item a line."""
+    if isinstance(obj, (list, tuple)) and len(obj) > LONG_JSON_LIST:
+        click.echo("[\n" + ",\n".join(_dumps(item, None) for item in obj) + "\n]")
+        return
+    click.echo(_dumps(obj, 2))
 
 
 def console() -> Any:
