@@ -87,12 +87,21 @@ NO_WRAP_CHARS = 20
 WRAPPED_MIN_CHARS = 8
 
 
+#: Piped table rows written together (one echo, and one flush, a row cost ~20 us a row).
+PIPED_ROWS_A_WRITE = 1000
+
+
 def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
     """A table: rich box drawing on a terminal, tab-separated plain text when piped."""
     if not is_tty():
-        click.echo("\t".join(columns))
+        lines = ["\t".join(columns)]
         for row in rows:
-            click.echo("\t".join(table_cell(v) for v in row))
+            lines.append("\t".join(table_cell(v) for v in row))
+            if len(lines) >= PIPED_ROWS_A_WRITE:
+                click.echo("\n".join(lines))
+                lines.clear()
+        if lines:
+            click.echo("\n".join(lines))
         return
     from rich.table import Table
 
