@@ -228,7 +228,7 @@ def _series_summaries(db: Database, vid: str, limit: int) -> dict[str, Any] | No
                     last=float(per_step[-1]),
                     min=float(valid.min()) if valid.size else math.nan,
                     max=float(valid.max()) if valid.size else math.nan,
-                    sparkline=sparkline([float(x) for x in per_step]),
+                    sparkline=sparkline(per_step),
                 )
         series.append(entry)
     return {"steps": steps, "series": series}

@@ -224,19 +224,26 @@ def progress(description: str, *, unit: str = "bytes", delay: float = 0.3) -> It
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: Sequence[float], width: int = 40) -> str:
+def sparkline(values: Sequence[float] | Any, width: int = 40) -> str:
     """A unicode sparkline of a series, resampled to at most `width` cells (NaN/inf shown as ' ').
 
     Each cell shows the mean of the values that fall into it, so long series keep their shape.
+    Values are averaged as float64 arrays (a million-point series in milliseconds, not a second
+    of Python loops), summed left to right as the Python loop they replace did.
     """
-    n = len(values)
+    import numpy as np
+
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    n = len(array)
     if n == 0:
         return ""
     m = min(n, max(width, 1))
     cells: list[float] = []
     for i in range(m):
-        part = [v for v in values[i * n // m : (i + 1) * n // m] if math.isfinite(v)]
-        cells.append(sum(part) / len(part) if part else math.nan)
+        part = array[i * n // m : (i + 1) * n // m]
+        part = part[np.isfinite(part)]
+        # cumsum adds left to right as sum() of floats does on Python 3.11 (np.sum pairs terms up)
+        cells.append(float(np.cumsum(part)[-1]) / part.size if part.size else math.nan)
     finite = [c for c in cells if math.isfinite(c)]
     if not finite:
         return " " * len(cells)
