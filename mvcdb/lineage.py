@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 # -- drawing ------------------------------------------------------------------------------------
 
 
-def graph_rows(versions: Sequence[Version]) -> list[tuple[str, Version | None]]:
+def iter_graph_rows(versions: Sequence[Version]) -> Iterator[tuple[str, Version | None]]:
     """Lay out versions (newest first, children before parents) as `git log --graph` lines.
 
     Returns one (prefix, version) pair per output line: commit lines carry their Version and a
@@ -40,12 +40,12 @@ def graph_rows(versions: Sequence[Version]) -> list[tuple[str, Version | None]]:
     are not in `versions` get no column (the line simply ends), and a parent listed before its
     child is ignored rather than drawn upwards. Where a root version's line ends and an unrelated
     version starts in the same column, a gap line keeps them from reading as parent and child.
-    Pure: no database access.
+    Pure: no database access. Rows come one by one: a drawing of a wide history is printed as it
+    is laid out (like git's), not held whole in memory first.
     """
     present = {v.id for v in versions}
     columns: list[str] = []  # the id each column is waiting for
     shown: set[str] = set()
-    rows: list[tuple[str, Version | None]] = []
     ended: int | None = None  # the column a root version freed on the previous line
     for version in versions:
         if version.id in shown:
@@ -57,24 +57,28 @@ def graph_rows(versions: Sequence[Version]) -> list[tuple[str, Version | None]]:
             columns.append(version.id)
             col = len(columns) - 1
             if col == ended:  # a root just ended here: a gap, so it does not read as our child
-                rows.append(("| " * col, None))
+                yield ("| " * col, None)
         ended = None
-        rows.append((_commit_line(len(columns), col), version))
+        yield (_commit_line(len(columns), col), version)
         parents = [p for p in dict.fromkeys(version.parents) if p in present and p not in shown]
         if not parents:
             line = _shift_line(columns, col, joining=None)
             del columns[col]
             if line:
-                rows.append((line, None))
+                yield (line, None)
             else:
                 ended = col
             continue
         columns[col] = parents[0]
         for extra, parent in enumerate(parents[1:], start=1):
-            rows.append((_branch_line(len(columns), col + extra), None))
+            yield (_branch_line(len(columns), col + extra), None)
             columns.insert(col + extra, parent)
-        rows.extend((line, None) for line in _collapse(columns))
-    return rows
+        yield from ((line, None) for line in _collapse(columns))
+
+
+def graph_rows(versions: Sequence[Version]) -> list[tuple[str, Version | None]]:
+    """iter_graph_rows as a list."""
+    return list(iter_graph_rows(versions))
 
 
 def _commit_line(width: int, col: int) -> str:
@@ -460,13 +464,15 @@ class LineageTree:
 
     def lines(self) -> list[str]:
         """The drawing, one string per line (what str() joins)."""
-        out = []
-        for prefix, version in graph_rows(self.nodes):
+        return list(self.iter_lines())
+
+    def iter_lines(self) -> Iterator[str]:
+        """The drawing's lines one by one, as they are laid out."""
+        for prefix, version in iter_graph_rows(self.nodes):
             if version is None:
-                out.append(prefix.rstrip())
-                continue
-            out.append(f"{prefix}{describe(version, focus=version.id == self.ref)}")
-        return out
+                yield prefix.rstrip()
+            else:
+                yield f"{prefix}{describe(version, focus=version.id == self.ref)}"
 
     def __str__(self) -> str:
         return "\n".join(self.lines()) if self.nodes else "(no versions)"
@@ -583,6 +589,7 @@ __all__ = [
     "descendants",
     "describe",
     "graph_rows",
+    "iter_graph_rows",
     "lineage",
     "merge_base",
     "topo_newest_first",

@@ -13,7 +13,7 @@ from lineage_helpers import reference_bfs
 
 import mvcdb
 from mvcdb import lineage as lineage_module
-from mvcdb.lineage import graph_rows, topo_newest_first
+from mvcdb.lineage import graph_rows, iter_graph_rows, topo_newest_first
 from mvcdb.models import Version
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -91,6 +91,15 @@ def test_graph_ignores_duplicates_and_parents_listed_above_children() -> None:
 
 def test_graph_empty() -> None:
     assert graph_rows([]) == []
+
+
+def test_graph_rows_come_one_by_one_as_they_are_laid_out() -> None:
+    """`log --graph` of a wide history streams: its first line must not wait for the last."""
+    versions = [fake(f"v{i}", f"v{i + 1}") for i in range(50)] + [fake("v50")]
+    rows = iter_graph_rows(versions)
+    assert next(rows) == graph_rows(versions)[0]  # a generator, not a finished list
+    assert [next(rows) for _ in range(3)] == graph_rows(versions)[1:4]
+    assert list(iter_graph_rows(versions)) == graph_rows(versions)
 
 
 def test_topological_order_beats_clock_skew() -> None:

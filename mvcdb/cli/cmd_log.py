@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 import click
 
 from .context import complete_model, complete_tag, json_option, open_db
-from .output import console, emit_json, emit_table, format_metrics, format_time, is_tty, one_line
+from .output import (
+    console,
+    echo_lines,
+    emit_json,
+    emit_table,
+    format_metrics,
+    format_time,
+    is_tty,
+    one_line,
+)
 
 if TYPE_CHECKING:
     from mvcdb.models import Version
@@ -163,12 +172,13 @@ def _filtered(ctx: click.Context) -> bool:
 
 def _print_graph(versions: list[Version]) -> None:
     """One line per graph row: the lane drawing, then the version's summary (if the row has one)."""
-    from mvcdb.lineage import graph_rows
+    from mvcdb.lineage import iter_graph_rows
 
-    rows = graph_rows(versions)
+    rows = iter_graph_rows(versions)  # streamed: a wide history prints as it is laid out
     if not is_tty():
-        for prefix, version in rows:
-            click.echo(prefix + _summary(version) if version is not None else prefix.rstrip())
+        echo_lines(
+            prefix + _summary(version) if version is not None else prefix.rstrip() for prefix, version in rows
+        )
         return
     from rich.text import Text
 

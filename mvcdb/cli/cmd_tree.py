@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .context import complete_model, complete_ref, json_option, open_db
-from .output import console, emit_json, is_tty
+from .output import console, echo_lines, emit_json, is_tty
 
 
 @click.command("tree")
@@ -43,15 +43,18 @@ def command(ctx: click.Context, ref: str | None, model: str | None, depth: int |
     if as_json:
         emit_json(tree.to_dict())
         return
-    if not is_tty() or not tree.nodes:
+    if not tree.nodes:
         click.echo(str(tree))
+        return
+    if not is_tty():
+        echo_lines(tree.iter_lines())  # streamed: a wide history prints as it is laid out
         return
     from rich.text import Text
 
-    from mvcdb.lineage import graph_rows
+    from mvcdb.lineage import iter_graph_rows
 
     out = console()
-    for prefix, version in graph_rows(tree.nodes):
+    for prefix, version in iter_graph_rows(tree.nodes):
         line = Text(prefix if version is not None else prefix.rstrip(), style="magenta")
         if version is not None:
             line.append(version.short_id, style="bold yellow" if version.id == tree.ref else "yellow")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -87,21 +87,28 @@ NO_WRAP_CHARS = 20
 WRAPPED_MIN_CHARS = 8
 
 
-#: Piped table rows written together (one echo, and one flush, a row cost ~20 us a row).
-PIPED_ROWS_A_WRITE = 1000
+#: Lines echo_lines writes together (one echo, and one flush, a line cost ~20 us a line).
+LINES_A_WRITE = 1000
+
+
+def echo_lines(lines: Iterable[str]) -> None:
+    """Print lines as they come, LINES_A_WRITE at a time: a long listing streams (`| head` stops
+    it early) without paying an echo and a flush a line."""
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= LINES_A_WRITE:
+            click.echo("\n".join(batch))
+            batch.clear()
+    if batch:
+        click.echo("\n".join(batch))
 
 
 def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
     """A table: rich box drawing on a terminal, tab-separated plain text when piped."""
     if not is_tty():
-        lines = ["\t".join(columns)]
-        for row in rows:
-            lines.append("\t".join(table_cell(v) for v in row))
-            if len(lines) >= PIPED_ROWS_A_WRITE:
-                click.echo("\n".join(lines))
-                lines.clear()
-        if lines:
-            click.echo("\n".join(lines))
+        echo_lines(["\t".join(columns)])
+        echo_lines("\t".join(table_cell(v) for v in row) for row in rows)
         return
     from rich.table import Table
 
