@@ -160,6 +160,7 @@ async def test_select_keeps_table_tree_and_detail_in_sync(fx: tuple[Path, dict[s
         assert series.value == "loss"
 
 
+@pytest.mark.slow  # seconds of pilot work: the full suite (CI) runs it
 @synchronous
 async def test_mark_two_and_diff(fx: tuple[Path, dict[str, str]]) -> None:
     path, ids = fx
@@ -284,6 +285,7 @@ async def test_export_npz_and_safetensors_never_overwrites_silently(
         assert errors(app) == []
 
 
+@pytest.mark.slow  # seconds of pilot work: the full suite (CI) runs it
 @synchronous
 async def test_copy_id_and_help_and_palette(fx: tuple[Path, dict[str, str]]) -> None:
     path, ids = fx
@@ -304,6 +306,7 @@ async def test_copy_id_and_help_and_palette(fx: tuple[Path, dict[str, str]]) -> 
         await wait_for(pilot, lambda: not app.is_running)
 
 
+@pytest.mark.slow  # seconds of pilot work: the full suite (CI) runs it
 @synchronous
 async def test_sql_console_runs_queries_and_refuses_writes(fx: tuple[Path, dict[str, str]]) -> None:
     path, _ = fx
@@ -358,6 +361,7 @@ async def test_live_refresh_shows_versions_recorded_by_another_process(
         assert table_of(app).id_at_cursor() == ids["m2"]  # the cursor stayed on its version
 
 
+@pytest.mark.slow  # seconds of pilot work: the full suite (CI) runs it
 @synchronous
 async def test_pages_load_on_scroll(tmp_path: Path) -> None:
     path = tmp_path / "many.db"
@@ -575,6 +579,7 @@ async def test_quit_and_help_stay_in_sight_on_an_80_column_terminal(fx: tuple[Pa
         assert "q Quit" in shown and "? Help" in shown, shown
 
 
+@pytest.mark.slow  # seconds of pilot work: the full suite (CI) runs it
 @synchronous
 async def test_dialogs_fit_a_60_column_terminal(fx: tuple[Path, dict[str, str]]) -> None:
     """The tag and export dialogs (72 columns wide) narrow to the screen instead of running off it."""
