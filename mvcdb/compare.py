@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .diff import json_float
 from .errors import MvcdbError
 from .models import Version, load_versions
-from .refs import ref_list
+from .refs import name_list, ref_list
 
 if TYPE_CHECKING:
     from .database import Database, ParentRef
@@ -142,13 +142,7 @@ def _names(names: object, what: str) -> list[str] | None:
         return None
     if isinstance(names, str):
         raise MvcdbError("metrics and fields are lists of names, not a single string")
-    if not isinstance(names, Iterable):
-        raise MvcdbError(f"{what} must be a list of names, got {type(names).__name__}")
-    found = list(names)
-    for name in found:
-        if not isinstance(name, str) or not name:
-            raise MvcdbError(f"{what[:-1]} names are non-empty strings, got {name!r}")
-    return found
+    return name_list(names, what, what[:-1])
 
 
 def compare(

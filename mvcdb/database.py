@@ -57,7 +57,7 @@ from .models import (
     load_versions,
     tensor_infos,
 )
-from .refs import check_model_name, check_tag_name, ref_list, resolve_vid, tag_list
+from .refs import check_model_name, check_tag_name, name_list, ref_list, resolve_vid, tag_list
 from .run import Run
 from .serial import check_readable
 from .tensors import from_storage, normalize_params, shape_json
@@ -132,19 +132,6 @@ def _same_shape(text: object, shape: tuple[int, ...]) -> bool:
         return isinstance(text, str) and json.loads(text) == list(shape)
     except ValueError:
         return False
-
-
-def _name_list(names: object) -> list[str]:
-    """A names= argument as a list of tensor names: one name is one, not its characters."""
-    if isinstance(names, str):
-        return [names]
-    if not isinstance(names, Iterable):
-        raise MvcdbError(f"names must be a parameter name or a list of names, got {type(names).__name__}")
-    found = list(names)
-    for name in found:
-        if not isinstance(name, str):
-            raise MvcdbError(f"parameter names are strings, got {type(name).__name__} {name!r}")
-    return found
 
 
 #: Model names record() has seen check_model_name() accept: a loop of record() calls matches its
@@ -761,7 +748,8 @@ class Database:
         checked first; the first mismatch is named in the error).
         """
         vid = self._vid(ref)
-        params = self._read_kind(vid, "param", None if names is None else _name_list(names))
+        wanted = None if names is None else name_list(names, "names", "parameter")  # one string: one name
+        params = self._read_kind(vid, "param", wanted)
         if into is not None:
             from .frameworks import load_into
 

@@ -53,6 +53,21 @@ def tag_list(tags: object) -> list[str]:
     return [check_tag_name(t) for t in tags]
 
 
+def name_list(names: object, what: str, item: str) -> list[str]:
+    """A list-of-names argument (restore's names=, compare's metrics= and fields=) as a list:
+    one string is one name, not its characters; every name a non-empty string. `what` names the
+    argument and `item` one of its names in errors ("fields", "field")."""
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, Iterable):
+        raise MvcdbError(f"{what} must be a list of names (or one name), got {type(names).__name__}")
+    found = list(names)
+    for name in found:
+        if not isinstance(name, str) or not name:
+            raise MvcdbError(f"{item} names are non-empty strings, got {name!r}")
+    return found
+
+
 def ref_list(refs: object, what: str) -> list[Any]:
     """A refs argument (parents=, export's versions) as a list: None is none, one ref (a string
     or a Version) is one, not its characters; else an iterable of refs."""
