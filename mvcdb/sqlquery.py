@@ -28,6 +28,7 @@ import numpy as np
 
 from .errors import MvcdbError, RefError
 from .refs import resolve_vid
+from .text import has_lone_surrogate
 
 if TYPE_CHECKING:
     from .database import Database
@@ -270,11 +271,8 @@ def sql_table(
         raise MvcdbError(f"the query must be a string, got {type(query).__name__}")
     if not query.strip():
         raise MvcdbError("the query is empty")
-    if not query.isascii():  # (the usual query: one quick test)
-        try:
-            query.encode("utf-8")
-        except UnicodeEncodeError:  # bytes a UTF-8 locale could not decode (lone surrogates)
-            raise MvcdbError(f"the query is not valid UTF-8 text: {query!r:.80}") from None
+    if has_lone_surrogate(query):  # bytes a UTF-8 locale could not decode (from the shell)
+        raise MvcdbError(f"the query is not valid UTF-8 text: {query!r:.80}")
     if db._closed:
         raise MvcdbError("the database is closed")
     if timeout is not None and (not isinstance(timeout, (int, float)) or not timeout > 0):

@@ -21,8 +21,14 @@ def without_controls(text: str) -> str:
     return CONTROL_RE.sub(" ", text) if not text.isprintable() else text
 
 
+def has_lone_surrogate(text: str) -> bool:
+    """Whether text holds a lone surrogate (bytes a UTF-8 locale could not decode): it cannot be
+    encoded as UTF-8, so SQLite cannot take it."""
+    return not text.isprintable() and _SURROGATE_RE.search(text) is not None  # isprintable: fast
+
+
 def check_unicode(text: str, what: str) -> str:
     """text, or MvcdbError if it holds a lone surrogate (it cannot be encoded as UTF-8)."""
-    if not text.isprintable() and _SURROGATE_RE.search(text):  # isprintable: the fast common case
+    if has_lone_surrogate(text):
         raise MvcdbError(f"{what} {text!r} is not valid Unicode text (a lone surrogate)")
     return text
