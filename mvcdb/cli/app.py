@@ -111,9 +111,6 @@ class _Group(LazyGroup):
         """
         if sys.stdout is None:  # Python's stand-in for a closed descriptor 1
             raise click.ClickException("standard output is closed (to discard the output: >/dev/null)")
-        reconfigure = getattr(sys.stdout, "reconfigure", None)
-        if reconfigure is not None:  # text from a hostile file (a lone surrogate) prints escaped
-            reconfigure(errors="backslashreplace")
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
